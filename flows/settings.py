@@ -1,0 +1,56 @@
+"""One settings object for the whole system, read from `DOCFLOW_*` variables and `.env`.
+
+Secrets are `SecretStr`, so they print as `**********` in every repr, log line and error;
+`database_url` may carry a password and is masked the same way (`masked_database_url`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+# Ports of the embedded default; chosen away from the usual 5432/9000 so a developer's own
+# PostgreSQL or MinIO does not collide with it.
+EMBEDDED_PG_PORT = 55432
+EMBEDDED_S3_PORT = 58333
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCFLOW_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".docflow"), description="state directory of the embedded default")
+    database_url: SecretStr = SecretStr(
+        f"postgresql+psycopg2://postgres@127.0.0.1:{EMBEDDED_PG_PORT}/docflow"
+    )
+    s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
+    s3_access_key: str = "docflow"
+    s3_secret_key: SecretStr = SecretStr("docflow-embedded-secret")
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    inbox_bucket: str = "docflow-inbox"
+    inbox_prefix: str = ""
+    artifact_bucket: str = "docflow-artifacts"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ocr_workers: int = Field(2, ge=1)
+    extract_batch_size: int = Field(8, ge=1)
+    chunk_size: int = Field(8, ge=1, description="documents per mapped task")
+    claim_ttl_seconds: int = Field(3600, ge=10, description="a crashed job's claims expire after this")
+    max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+
+    @property
+    def masked_database_url(self) -> str:
+        return make_url(self.database_url.get_secret_value()).render_as_string(hide_password=True)
+
+    def __repr_args__(self):  # keep the URL's password out of repr, not just the whole field
+        for name, value in super().__repr_args__():
+            yield name, (self.masked_database_url if name == "database_url" else value)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,137 @@
+"""Real services for the test run: Debian's PostgreSQL 15 and SeaweedFS, started by the
+project's own scripts in `deploy/local/` under a temporary directory, on free loopback ports.
+Nothing here is a mock: every test that touches a database or a bucket talks to a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ROOT / "deploy" / "local"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def free_port_block(size: int, start: int = 20000, end: int = 40000) -> int:
+    """A base port such that base..base+size-1 and base+10000.. are all free on 127.0.0.1."""
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(start, end - size)
+        ports = [base + i for i in range(size)] + [base + 10000 + i for i in range(size)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free block of ports on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _script_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Iterator[str]:
+    """URL of the `postgres` maintenance database of a PostgreSQL 15 started for this run."""
+    data_dir = tmp_path_factory.mktemp("postgres")
+    os.chmod(data_dir.parent, 0o755)  # the postgres user must reach its data dir when we are root
+    os.chmod(data_dir.parent.parent, 0o755)
+    port = str(free_port_block(1))
+    env = _script_env(PGDATA_DIR=str(data_dir), PGPORT=port, PGDATABASES="postgres")
+    subprocess.run([str(LOCAL / "postgres.sh"), "start"], env=env, check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([str(LOCAL / "postgres.sh"), "stop"], env=env, check=False)
+
+
+@pytest.fixture
+def empty_database_url(pg_server: str) -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_server.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    base_port: int
+    data_dir: Path
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server on 127.0.0.1 that requires credentials."""
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    base = free_port_block(4)
+    access, secret = "docflow-test", secrets.token_hex(16)
+    env = _script_env(
+        S3_DIR=str(data_dir), S3_BASE_PORT=str(base),
+        AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret,
+    )
+    out = subprocess.run(
+        [str(LOCAL / "seaweedfs.sh"), "start"], env=env, check=True, capture_output=True, text=True
+    )
+    try:
+        yield S3Server(out.stdout.strip(), access, secret, base, data_dir)
+    finally:
+        subprocess.run([str(LOCAL / "seaweedfs.sh"), "stop"], env=env, check=False)
+
+
+@pytest.fixture
+def docflow_env(monkeypatch, empty_database_url: str, s3_server: S3Server, tmp_path: Path):
+    """DOCFLOW_* variables pointing at the real test services, with buckets unique to the test.
+
+    Returns a fresh `Settings` built from them.
+    """
+    from flows.settings import Settings, get_settings
+
+    suffix = uuid.uuid4().hex[:8]
+    values = {
+        "DOCFLOW_HOME": str(tmp_path / "home"),
+        "DOCFLOW_DATABASE_URL": empty_database_url,
+        "DOCFLOW_S3_ENDPOINT": s3_server.endpoint,
+        "DOCFLOW_S3_ACCESS_KEY": s3_server.access_key,
+        "DOCFLOW_S3_SECRET_KEY": s3_server.secret_key,
+        "DOCFLOW_INBOX_BUCKET": f"inbox-{suffix}",
+        "DOCFLOW_ARTIFACT_BUCKET": f"artifacts-{suffix}",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield Settings()
+    get_settings.cache_clear()
