@@ -24,7 +24,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q
+	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q --basetemp="$$(mktemp -d)/pytest"
 
 lint: install
 	$(BIN)/ruff check .

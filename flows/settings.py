@@ -39,8 +39,13 @@ class Settings(BaseSettings):
     ocr_workers: int = Field(2, ge=1)
     extract_batch_size: int = Field(8, ge=1)
     chunk_size: int = Field(8, ge=1, description="documents per mapped task")
-    claim_ttl_seconds: int = Field(3600, ge=10, description="a crashed job's claims expire after this")
+    claim_ttl_seconds: int = Field(
+        3600, ge=10, description="a crashed job's claims expire after this"
+    )
     max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    project_dir: Path | None = Field(
+        None, description="checkout a Prefect worker runs the flows from (prefect.yaml's pull step)"
+    )
 
     @property
     def masked_database_url(self) -> str:
