@@ -38,6 +38,9 @@ class OCRResult:
     words: list[Word] = field(default_factory=list)
     engine: str = ""
     schema_version: int = OCR_SCHEMA_VERSION
+    # Degrees counter-clockwise (as in PIL's Image.rotate) the page image was turned before OCR
+    # because it lay on its side or upside down; width, height and boxes refer to the turned page.
+    rotation: int = 0
 
     @property
     def text(self) -> str:
@@ -64,7 +67,14 @@ class OCRResult:
             Word(w["text"], tuple(float(v) for v in w["box"]), float(w.get("confidence", 1.0)), int(w.get("line_id", 0)))
             for w in data["words"]
         ]
-        return cls(int(data["width"]), int(data["height"]), words, data.get("engine", ""), version)
+        return cls(
+            int(data["width"]),
+            int(data["height"]),
+            words,
+            data.get("engine", ""),
+            version,
+            rotation=int(data.get("rotation", 0)),
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> OCRResult:
