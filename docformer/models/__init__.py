@@ -1,0 +1,1 @@
+"""Models of the docformer library, one folder per model (Hugging Face layout)."""
