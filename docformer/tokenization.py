@@ -89,10 +89,11 @@ def _texts_of_file(file: Path) -> Iterator[str]:
     if name.endswith(".txt"):
         yield from file.read_text(encoding="utf-8", errors="replace").splitlines()
     elif name.endswith(".ocr.json"):
-        from docformer.document import OCRResult
+        from docformer.labelled import read_ocr
 
-        ocr = OCRResult.from_json(file.read_text(encoding="utf-8"))
-        yield from (" ".join(w.text for w in line) for line in ocr.lines())
+        # One page or a list of pages, as the labelled-folder format allows.
+        for ocr in read_ocr(file):
+            yield from (" ".join(w.text for w in line) for line in ocr.lines())
     elif name.endswith(".json"):
         yield from _strings_in(json.loads(file.read_text(encoding="utf-8")))
 
