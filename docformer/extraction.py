@@ -1,0 +1,655 @@
+"""Field extraction: documents whose pages carry an image and OCR words -> key fields, each with
+its confidence, the page and box it was read from, and its typed value (number, date, currency).
+
+    extractor = load_extractor()                     # the shipped checkpoint, once per process
+    for result in extractor.extract(documents):      # docformer.document.Document, OCR done
+        print(result.fields["total"].value_num, result.fields["total"].box)
+
+How one batch of documents is read:
+
+1. Every page with OCR words is cut into windows of whole words (`DocFormerV2Processor`'s
+   window logic: OCR tokens + the prompt fit the encoder's text budget, neighbours overlap), each
+   window asking for every field at once (`docformer.schema.build_prompt`).
+2. The windows of *all* pages of *all* documents are sorted by length and cut into batches whose
+   padded size (rows x longest row, visual tokens included) stays within `max_batch_tokens`: rows
+   of similar length waste little on padding, and a batch of short receipts can hold many rows
+   while a batch of full pages holds few. One greedy generation per batch answers all fields of
+   all its windows (`generate_answers`); results go back to their windows by index.
+3. Per document and field, the answer kept is the most confident non-empty one among all its
+   windows and pages (`merge_window_answers`' policy, extended across pages): a field is usually
+   printed once, so the window that sees it answers with confidence and the others answer empty
+   or unsure. A field every window answered empty is absent from the result.
+4. The kept answer is grounded on the OCR words of its page (`ground_answer`), then normalised
+   (`docformer.normalization`).
+
+Nothing here knows about storage, flows or databases; `ExtractedField.to_record` is the shape
+the database layer stores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from rapidfuzz import fuzz, process
+
+from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
+from docformer.document import Box, Document, OCRResult
+from docformer.models.docformerv2 import (
+    DocFormerV2ForConditionalGeneration,
+    DocFormerV2Processor,
+    EncoderRow,
+)
+from docformer.normalization import is_amount_field, normalize_currency, normalize_field
+from docformer.schema import DEFAULT_FIELDS, FieldAnswer, build_prompt, parse_generation
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+# Fuzzy grounding: the smallest rapidfuzz `fuzz.ratio` (0-100, normalised Indel similarity) for a
+# span of OCR words to count as the place an answer was read from. 80 accepts one wrong character
+# in five or more ("TRADlNG" for "TRADING"), and rejects one in four: for short values such as
+# "9.00" a near miss is more likely another number than an OCR typo, and no box beats a wrong one.
+FUZZY_MIN_RATIO = 80.0
+# Fuzzy candidates are runs of OCR words whose count is within this many of the answer's.
+FUZZY_WORD_SLACK = 2
+# Substring grounding (an answer inside a longer OCR word, "RM9.00" holding "9.00") needs at
+# least this many characters; shorter values match inside too many unrelated words.
+MIN_SUBSTRING_CHARS = 3
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractedField:
+    name: str
+    value: str  # the answer as generated, whitespace collapsed
+    confidence: float  # probability the model gives to exactly this answer
+    value_num: Decimal | None = None
+    value_date: date | None = None
+    currency: str | None = None  # ISO 4217
+    page: int | None = None  # index of the page the answer was grounded on
+    box: Box | None = None  # union of its words' boxes, in that page's OCR pixels
+    word_indices: list[int] = field(default_factory=list)  # into that page's `ocr.words`
+
+    def to_record(self) -> dict[str, Any]:
+        """The field as `db.queries.ExtractionRecord.fields` takes it."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "value_num": self.value_num,
+            "value_date": self.value_date,
+            "currency": self.currency,
+            "confidence": self.confidence,
+            "page": self.page,
+            "box": list(self.box) if self.box is not None else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: Decimal as a string (no float rounding), date in ISO format."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "confidence": round(self.confidence, 6),
+            "value_num": str(self.value_num) if self.value_num is not None else None,
+            "value_date": self.value_date.isoformat() if self.value_date is not None else None,
+            "currency": self.currency,
+            "page": self.page,
+            "box": [round(v, 2) for v in self.box] if self.box is not None else None,
+            "word_indices": list(self.word_indices),
+        }
+
+
+@dataclass
+class DocumentExtraction:
+    source: str
+    sha256: str
+    pages: int
+    fields: dict[str, ExtractedField]  # only fields the model found; absent fields are left out
+    model: str
+    seconds: float  # this document's share of its batch's extraction time (by window count)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "sha256": self.sha256,
+            "pages": self.pages,
+            "model": self.model,
+            "seconds": round(self.seconds, 4),
+            "fields": {name: f.to_dict() for name, f in self.fields.items()},
+        }
+
+
+# --- grounding --------------------------------------------------------------------------------
+
+
+@dataclass
+class Grounding:
+    word_indices: list[int]
+    box: Box
+    method: str  # "exact", "case-insensitive", "substring" or "fuzzy"
+    score: float = 100.0
+
+
+def union_box(boxes: Sequence[Box]) -> Box:
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def ground_answer(
+    answer: str,
+    ocr: OCRResult,
+    word_range: tuple[int, int] | None = None,
+    min_ratio: float = FUZZY_MIN_RATIO,
+) -> Grounding | None:
+    """The OCR words of a page that hold `answer`, or None.
+
+    Candidates are runs of consecutive words in reading order (so an address may run over
+    several lines), restricted to `word_range` = [first, last) word indices when given. Tried in
+    order, the first that finds something wins:
+
+    1. exact: the run's texts joined by single spaces equal the whitespace-collapsed answer;
+    2. case-insensitive: the same, lower-cased;
+    3. substring: the answer (at least `MIN_SUBSTRING_CHARS` long, lower-cased) lies inside the
+       joined text and starts or ends on a word boundary ("RM9.00" holds "9.00");
+    4. fuzzy: the run with the best `fuzz.ratio` against the answer, if at least `min_ratio`,
+       among runs of about as many words as the answer (OCR typos: "TRADlNG" for "TRADING").
+
+    In the first three stages the first run in reading order wins: a value printed twice (a
+    subtotal equal to the total) is grounded where it is printed first. Fuzzy ties go to the
+    run of fewer words, then to the earlier one.
+    """
+    target = " ".join(answer.split())
+    first, last = word_range if word_range is not None else (0, len(ocr.words))
+    first, last = max(0, first), min(len(ocr.words), last)
+    indices = [i for i in range(first, last) if ocr.words[i].text.strip()]
+    if not target or not indices:
+        return None
+    texts = [" ".join(ocr.words[i].text.split()) for i in indices]
+
+    def grounding(positions: Sequence[int], method: str, score: float = 100.0) -> Grounding:
+        words = [indices[p] for p in positions]
+        return Grounding(words, union_box([ocr.words[i].box for i in words]), method, score)
+
+    lowered, lowered_target = [t.lower() for t in texts], target.lower()
+    found = _find_run(target, texts)
+    if found is not None:
+        return grounding(found, "exact")
+    found = _find_run(lowered_target, lowered)
+    if found is not None:
+        return grounding(found, "case-insensitive")
+    if len(target) >= MIN_SUBSTRING_CHARS:
+        found = _find_run(lowered_target, lowered, whole_words=False)
+        if found is not None:
+            return grounding(found, "substring")
+
+    # Fuzzy: every run of n consecutive words, n within the slack of the answer's word count.
+    n_words = len(target.split())
+    runs, candidates = [], []
+    for n in range(max(1, n_words - FUZZY_WORD_SLACK), n_words + FUZZY_WORD_SLACK + 1):
+        for start in range(0, len(lowered) - n + 1):
+            runs.append(range(start, start + n))
+            candidates.append(" ".join(lowered[start : start + n]))
+    best = process.extractOne(lowered_target, candidates, scorer=fuzz.ratio, score_cutoff=min_ratio)
+    if best is None:
+        return None
+    _, score, position = best
+    return grounding(list(runs[position]), "fuzzy", float(score))
+
+
+def _find_run(target: str, texts: Sequence[str], whole_words: bool = True) -> list[int] | None:
+    """Positions of the first run of `texts` whose space-joined text is `target` (whole_words),
+    or that overlaps an occurrence of `target` starting or ending on a word boundary."""
+    starts, ends, offset = [], [], 0
+    for text in texts:
+        starts.append(offset)
+        ends.append(offset + len(text))
+        offset += len(text) + 1
+    joined = " ".join(texts)
+    start_set, end_set = set(starts), set(ends)
+    position = joined.find(target)
+    while position >= 0:
+        end = position + len(target)
+        at_start, at_end = position in start_set, end in end_set
+        if (at_start and at_end) if whole_words else (at_start or at_end):
+            return [
+                i
+                for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                if s < end and e > position
+            ]
+        position = joined.find(target, position + 1)
+    return None
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+# One page as the engine takes it: (page index in its document, page image or None, OCR result).
+PageInput = tuple[int, Image.Image | None, OCRResult]
+
+
+@dataclass
+class Window:
+    """One encoder row: a run of one page's OCR tokens plus the prompt."""
+
+    unit: int  # which document (or page, for `extract_pages`) it belongs to
+    page: int  # position of its page in the unit's page list
+    row: EncoderRow
+    word_range: tuple[int, int]  # [first, last) OCR word indices the window holds
+    length: int  # encoder positions: visual tokens + text tokens
+
+
+def length_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Indices of `lengths` cut into batches, longest rows first, so that each batch's padded
+    size (rows x its longest row) stays within `max_batch_tokens` (a row longer than that goes
+    alone). Every index appears exactly once."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        # Sorted longest first: a batch's first row is its longest.
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def merge_answers(
+    answers: Sequence[Mapping[str, FieldAnswer]], units: Sequence[int], n_units: int
+) -> list[dict[str, tuple[FieldAnswer, int]]]:
+    """Per unit (document): field -> (the kept answer, index of the window it came from).
+
+    Kept: the most confident non-empty answer among all the unit's windows, whatever page they
+    are on; the first one wins a tie. A field that every window answered empty is left out.
+    """
+    best: list[dict[str, tuple[FieldAnswer, int]]] = [{} for _ in range(n_units)]
+    for window_index, (window_answers, unit) in enumerate(zip(answers, units, strict=True)):
+        for name, answer in window_answers.items():
+            current = best[unit].get(name)
+            if answer.value and (current is None or answer.confidence > current[0].confidence):
+                best[unit][name] = (answer, window_index)
+    return best
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _read_model_info(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / METRICS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        logger.warning("%s: unreadable (%s); using defaults", path, error)
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+class Extractor:
+    """A DocFormerv2 checkpoint ready to extract fields; one per process is enough
+    (`load_extractor`), and `extract` may be called from several threads."""
+
+    def __init__(
+        self,
+        model: DocFormerV2ForConditionalGeneration,
+        processor: DocFormerV2Processor,
+        *,
+        name: str,
+        fields: Sequence[str] = DEFAULT_FIELDS,
+        max_batch_tokens: int = 16384,
+        max_new_tokens: int | None = None,
+    ):
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+        self.fields = tuple(fields)
+        self.prompt = build_prompt(self.fields)
+        self.max_batch_tokens = int(max_batch_tokens)
+        # Room for every field's name and a value as long as an address, plus the separators.
+        self.max_new_tokens = int(max_new_tokens or 24 * len(self.fields) + 8)
+        self.num_visual_tokens = model.config.num_visual_tokens
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_dir: str | Path | None = None,
+        *,
+        device: str = "auto",
+        fields: Sequence[str] | None = None,
+        max_batch_tokens: int = 16384,
+        max_new_tokens: int | None = None,
+    ) -> Extractor:
+        """Load a `save_pretrained` folder (model + processor); None is the shipped checkpoint.
+
+        Fields default to the ones the checkpoint was trained on (`metrics.json` "fields"),
+        else `DEFAULT_FIELDS`; the name to `metrics.json` "model_name" (or "name"), else the
+        folder's name.
+        """
+        directory = check_model_dir(model_dir)
+        info = _read_model_info(directory)
+        model = DocFormerV2ForConditionalGeneration.from_pretrained(directory)
+        model.to(resolve_device(device))
+        processor = DocFormerV2Processor.from_pretrained(directory)
+        name = info.get("model_name") or info.get("name")
+        if not name:
+            name = DEFAULT_MODEL_NAME if directory == default_model_dir() else directory.name
+        trained_fields = info.get("fields")
+        if not (
+            isinstance(trained_fields, list) and all(isinstance(f, str) for f in trained_fields)
+        ):
+            trained_fields = None
+        trained_budget = info.get("max_new_tokens")
+        return cls(
+            model,
+            processor,
+            name=str(name),
+            fields=fields or trained_fields or DEFAULT_FIELDS,
+            max_batch_tokens=max_batch_tokens,
+            max_new_tokens=max_new_tokens
+            or (trained_budget if isinstance(trained_budget, int) else None),
+        )
+
+    # --- public API -------------------------------------------------------------------------
+    def extract(self, documents: Sequence[Document]) -> list[DocumentExtraction]:
+        """Fields of each document, in input order. Pages must already carry their OCR result
+        (`docformer.ocr.ocr_document`); pages without OCR words are skipped."""
+        started = time.perf_counter()
+        units = [
+            [(page.index, page.image, page.ocr) for page in doc.pages if page.ocr is not None]
+            for doc in documents
+        ]
+        fields, windows_per_unit = self._extract_units(units)
+        elapsed = time.perf_counter() - started
+        total_windows = max(1, sum(windows_per_unit))
+        return [
+            DocumentExtraction(
+                source=doc.source,
+                sha256=doc.sha256,
+                pages=len(doc.pages),
+                fields=doc_fields,
+                model=self.name,
+                seconds=elapsed * n_windows / total_windows,
+            )
+            for doc, doc_fields, n_windows in zip(documents, fields, windows_per_unit, strict=True)
+        ]
+
+    def extract_pages(
+        self, pages: Sequence[tuple[Image.Image | None, OCRResult]]
+    ) -> list[dict[str, ExtractedField]]:
+        """Fields of each page on its own (no merging across pages); `page` is 0 when grounded."""
+        fields, _ = self._extract_units([[(0, image, ocr)] for image, ocr in pages])
+        return fields
+
+    # --- internals --------------------------------------------------------------------------
+    def _extract_units(
+        self, units: Sequence[Sequence[PageInput]]
+    ) -> tuple[list[dict[str, ExtractedField]], list[int]]:
+        windows = self.plan_windows(units)
+        answers = self.answer_windows(units, windows)
+        best = merge_answers(answers, [w.unit for w in windows], len(units))
+        results = []
+        for pages, unit_best in zip(units, best, strict=True):
+            unit_fields = {
+                name: self._field(unit_best[name][0], pages, windows[unit_best[name][1]])
+                for name in self.fields
+                if name in unit_best
+            }
+            self._settle_currency(unit_fields)
+            results.append(unit_fields)
+        windows_per_unit = [0] * len(units)
+        for window in windows:
+            windows_per_unit[window.unit] += 1
+        return results, windows_per_unit
+
+    def plan_windows(self, units: Sequence[Sequence[PageInput]]) -> list[Window]:
+        """Every page of every unit (a document, or a page on its own) cut into encoder rows."""
+        processor = self.processor
+        prompt_ids = processor.tokenize_prompt(self.prompt)
+        budget = processor.ocr_budget(prompt_ids)
+        windows = []
+        for unit_index, pages in enumerate(units):
+            for page_position, (_, _, ocr) in enumerate(pages):
+                if not ocr.words:
+                    continue  # nothing to read, nothing to ground: not worth a generation
+                tokens = processor.tokenize_page(ocr)
+                for start, end in processor.window_spans(tokens, budget):
+                    piece = tokens.slice(start, end)
+                    row = processor.build_row(piece, prompt_ids)
+                    word_range = (
+                        (min(piece.word_ids), max(piece.word_ids) + 1) if piece.word_ids else (0, 0)
+                    )
+                    windows.append(
+                        Window(
+                            unit_index,
+                            page_position,
+                            row,
+                            word_range,
+                            self.num_visual_tokens + len(row.input_ids),
+                        )
+                    )
+        return windows
+
+    @torch.inference_mode()
+    def answer_windows(
+        self, units: Sequence[Sequence[PageInput]], windows: Sequence[Window]
+    ) -> list[dict[str, FieldAnswer]]:
+        """Every field's answer in every window, in the order of `windows`, generated in
+        length-sorted batches of at most `max_batch_tokens` padded positions."""
+        tokenizer = self.processor.tokenizer
+        answers: list[dict[str, FieldAnswer] | None] = [None] * len(windows)
+        for batch_indices in length_batches([w.length for w in windows], self.max_batch_tokens):
+            batch_windows = [windows[i] for i in batch_indices]
+            # Each page image is resized once per batch, however many of its windows are in it.
+            page_keys = list(dict.fromkeys((w.unit, w.page) for w in batch_windows))
+            pixels = self.processor.pixel_values([units[unit][page][1] for unit, page in page_keys])
+            position = {key: i for i, key in enumerate(page_keys)}
+            pixel_values = pixels[[position[(w.unit, w.page)] for w in batch_windows]]
+            batch = self.processor.pad([w.row for w in batch_windows], pixel_values)
+            batch.pop("word_ids")
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            generation = self.model.generate_answers(**batch, max_new_tokens=self.max_new_tokens)
+            sequences = generation.sequences.tolist()
+            probs = generation.token_probs.float().tolist()
+            for row, window_index in enumerate(batch_indices):
+                answers[window_index] = parse_generation(
+                    sequences[row], probs[row], tokenizer, self.fields
+                )
+        return answers  # type: ignore[return-value]  # every window is in exactly one batch
+
+    def _field(
+        self,
+        answer: FieldAnswer,
+        pages: Sequence[PageInput],
+        window: Window,
+    ) -> ExtractedField:
+        page_index, _, ocr = pages[window.page]
+        # The words the window saw first (that is where the model read it), then the whole page.
+        grounding = ground_answer(answer.value, ocr, window.word_range) or ground_answer(
+            answer.value, ocr
+        )
+        typed = normalize_field(answer.name, answer.value)
+        return ExtractedField(
+            name=answer.name,
+            value=answer.value,
+            confidence=answer.confidence,
+            value_num=typed.value_num,
+            value_date=typed.value_date,
+            currency=typed.currency,
+            page=page_index if grounding else None,
+            box=grounding.box if grounding else None,
+            word_indices=grounding.word_indices if grounding else [],
+        )
+
+    @staticmethod
+    def _settle_currency(fields: dict[str, ExtractedField]) -> None:
+        """One currency for the document's amounts: an explicit `currency` answer wins, else the
+        mark printed with the amount itself, else the one printed with the total."""
+        explicit = normalize_currency(fields["currency"].value) if "currency" in fields else None
+        total = fields.get("total")
+        fallback = total.currency if total is not None else None
+        for name, extracted in fields.items():
+            if name == "currency":
+                extracted.currency = explicit
+            elif is_amount_field(name):
+                extracted.currency = explicit or extracted.currency or fallback
+
+
+_cache: dict[tuple[str, str], Extractor] = {}
+_cache_lock = threading.Lock()
+
+
+def load_extractor(model_dir: str | Path | None = None, device: str = "auto") -> Extractor:
+    """The process's extractor for (folder, device), loaded on first use: a worker process
+    keeps one model in memory however many tasks it runs."""
+    key = (str(check_model_dir(model_dir)), str(resolve_device(device)))
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = Extractor.from_pretrained(key[0], device=key[1])
+        return _cache[key]
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def parse_fields(values: Sequence[str] | None) -> list[str] | None:
+    """`--fields company,date --fields total` -> ["company", "date", "total"]."""
+    if not values:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return list(dict.fromkeys(names)) or None
+
+
+def error_object(source: str, code: str, message: str) -> dict[str, Any]:
+    return {"source": source, "error": {"code": code, "message": message}}
+
+
+def read_and_ocr(path: Path) -> Document:
+    """A file -> a Document whose pages all carry OCR (text layer or PaddleOCR)."""
+    from docformer.io import read_document
+    from docformer.ocr import ocr_document
+
+    document = read_document(path.read_bytes(), str(path))
+    return ocr_document(document)
+
+
+def describe_error(error: BaseException) -> tuple[str, str]:
+    """(code, message) for an error object."""
+    from docformer.io import DocumentError
+
+    if isinstance(error, DocumentError):
+        return error.code, error.message
+    if isinstance(error, FileNotFoundError):
+        return "not_found", f"no such file: {error.filename}"
+    if isinstance(error, OSError):
+        return "io_error", str(error)
+    return "extraction_error", f"{type(error).__name__}: {error}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="docformer extract",
+        description="Extract key fields from documents (PDF, PNG, JPEG, TIFF); one JSON object "
+        "per document on stdout. A file that cannot be read gives "
+        '{"source": ..., "error": {"code": ..., "message": ...}} and exit status 1.',
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: shipped)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--fields", action="append", help="comma-separated fields (default: the model's)"
+    )
+    parser.add_argument("--pretty", action="store_true", help="indent the JSON")
+    parser.add_argument("--max-batch-tokens", type=int, default=16384)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument(
+        "--batch-documents", type=int, default=8, help="documents read and extracted together"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        extractor = Extractor.from_pretrained(
+            args.model,
+            device=args.device,
+            fields=parse_fields(args.fields),
+            max_batch_tokens=args.max_batch_tokens,
+            max_new_tokens=args.max_new_tokens,
+        )
+    except (OSError, ValueError) as error:
+        print(f"docformer extract: cannot load the model: {error}", file=sys.stderr)
+        return 2
+
+    indent = 2 if args.pretty else None
+    failed = False
+
+    def emit(obj: dict[str, Any]) -> None:
+        print(json.dumps(obj, ensure_ascii=False, indent=indent), flush=True)
+
+    for chunk_start in range(0, len(args.files), max(1, args.batch_documents)):
+        chunk = args.files[chunk_start : chunk_start + max(1, args.batch_documents)]
+        outputs: list[dict[str, Any] | None] = [None] * len(chunk)
+        documents, positions = [], []
+        for i, path in enumerate(chunk):
+            try:
+                documents.append(read_and_ocr(path))
+                positions.append(i)
+            except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
+                outputs[i] = error_object(str(path), *describe_error(error))
+        try:
+            results = extractor.extract(documents)
+        except Exception:  # noqa: BLE001 - isolate the document that fails, keep the others
+            results = []
+            for document in documents:
+                try:
+                    results.extend(extractor.extract([document]))
+                except Exception as error:  # noqa: BLE001
+                    results.append(error_object(document.source, *describe_error(error)))
+        for i, result in zip(positions, results, strict=True):
+            outputs[i] = result if isinstance(result, dict) else result.to_dict()
+        for output in outputs:
+            failed |= "error" in output
+            emit(output)
+    return 1 if failed else 0
+
+
+__all__ = [
+    "DocumentExtraction",
+    "ExtractedField",
+    "Extractor",
+    "Grounding",
+    "PageInput",
+    "Window",
+    "ground_answer",
+    "length_batches",
+    "merge_answers",
+    "resolve_device",
+    "load_extractor",
+    "main",
+    "union_box",
+]

@@ -1,0 +1,266 @@
+"""Field values as printed -> typed values: dates, amounts with their currency.
+
+The model answers with the text as printed ("25/12/2018", "RM 9.00"); SQL wants a date and a
+number ("WHERE value_num > 100"). Every function here takes that raw text and returns a typed
+value, or None when the text does not hold one. None of them raises on garbage: a value that
+cannot be normalised is still stored as raw text.
+
+Dates are parsed with python-dateutil (fuzzy, so "Date: 25/12/2018 10:32" works) and accepted
+only when the text names a day, a month and a year: the text is parsed twice against two
+different default dates, and a component that changes with the default was not in the text.
+Ambiguous numeric dates (05/06/2018) are read day-first unless told otherwise: the documents
+this project targets (Malaysian and other Commonwealth receipts, European invoices) print
+dd/mm far more often than mm/dd; US documents need `day_first=False`. A first part that cannot
+be a month (25/12/2018 with day_first=False, 12/25/2018 day-first) is read the only way that
+works. Year-first dates (2018-05-06) are always year-month-day.
+
+Amounts are found by price-parser (thousands and decimal separators of either convention:
+"1,234.56", "1.234,56", "1 234.56", "9,00"); the sign (leading or trailing minus, accounting
+parentheses) and the ISO 4217 currency are read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from dateutil import parser as date_parser
+from price_parser import Price
+
+# --- currencies -------------------------------------------------------------------------------
+
+# Active ISO 4217 codes.
+_ISO_CODES = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN
+    BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP
+    GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS
+    KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR
+    MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF
+    SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD
+    TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL"""
+ISO_CURRENCIES = frozenset(_ISO_CODES.split())
+# Codes that are also everyday upper-case words on a receipt ("ALL ITEMS", "TOP UP"): inside an
+# amount's text they are not taken for a currency; a `currency` field may still name them.
+CODES_THAT_ARE_WORDS = frozenset(
+    {"ALL", "BAM", "CUP", "GEL", "MAD", "MOP", "PEN", "SOS", "TOP", "TRY"}
+)
+
+# Printed marks -> ISO code, compared upper-cased. A bare "$" is the US dollar and "¥" the yen,
+# unless a code in the same text says otherwise ("SGD $12.00"). Marks shared by several
+# currencies with no usual default ("kr": SEK, NOK, DKK, ISK) are left out on purpose.
+CURRENCY_MARKS: dict[str, str] = {
+    "$": "USD", "US$": "USD", "U$S": "USD", "USD$": "USD",
+    "S$": "SGD", "SG$": "SGD", "A$": "AUD", "AU$": "AUD", "C$": "CAD", "CA$": "CAD",
+    "HK$": "HKD", "NZ$": "NZD", "NT$": "TWD", "R$": "BRL", "MX$": "MXN",
+    "RM": "MYR", "€": "EUR", "£": "GBP", "¥": "JPY", "円": "JPY", "RMB": "CNY", "元": "CNY",
+    "₹": "INR", "RS": "INR", "RS.": "INR", "₩": "KRW", "฿": "THB", "₱": "PHP", "RP": "IDR",
+    "₫": "VND", "₺": "TRY", "₽": "RUB", "ZŁ": "PLN", "₪": "ILS", "₦": "NGN", "KČ": "CZK",
+    "FT": "HUF", "LEI": "RON", "DH": "MAD",
+}  # fmt: skip
+# Longest first, so "HK$" wins over "$" and "RS." over "RS".
+_MARKS_BY_LENGTH = sorted(CURRENCY_MARKS, key=len, reverse=True)
+_CODE_PATTERN = re.compile(r"(?<![A-Za-z])([A-Z]{3})(?![A-Za-z])")
+
+
+def normalize_currency(text: str | None) -> str | None:
+    """A currency as printed ("RM", "usd", "€", "S$") -> its ISO 4217 code, or None."""
+    if not text or not isinstance(text, str):
+        return None
+    cleaned = " ".join(text.split()).strip(" :.,;").upper()
+    if cleaned in ISO_CURRENCIES:
+        return cleaned
+    if cleaned in CURRENCY_MARKS:
+        return CURRENCY_MARKS[cleaned]
+    # "MYR (Ringgit)", "Currency: EUR": the first code or mark inside.
+    return _currency_in(text)
+
+
+def _currency_in(text: str) -> str | None:
+    """The currency an amount's text names: a code wins over a mark ("SGD $12" is SGD)."""
+    for code in _CODE_PATTERN.findall(text):
+        if code in ISO_CURRENCIES and code not in CODES_THAT_ARE_WORDS:
+            return code
+    upper = text.upper()
+    for mark in _MARKS_BY_LENGTH:
+        # Marks that begin or end with a letter ("RM", "RS.", "HK$") count only as whole words,
+        # never inside "FIRM", "HOURS." or "RPM".
+        before = r"(?<![A-Z])" if mark[0].isalpha() else ""
+        after = r"(?![A-Z])" if mark[-1].isalpha() else ""
+        if re.search(before + re.escape(mark) + after, upper):
+            return CURRENCY_MARKS[mark]
+    return None
+
+
+# --- amounts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Amount:
+    value: Decimal
+    currency: str | None  # ISO 4217 code
+
+
+_MINUS = "-−–"  # hyphen-minus, minus sign, en dash (OCR reads all three)
+
+
+def normalize_amount(text: str | None) -> Amount | None:
+    """Amount and currency of a printed value: "RM 9.00" -> Amount(Decimal("9.00"), "MYR").
+
+    "(12.50)", "12.50-" and "-12.50" are negative.
+
+    The first number in the text is the amount ("Total: 9.00" -> 9.00). None when there is no
+    number at all.
+    """
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        price = Price.fromstring(text)
+    except (ValueError, ArithmeticError):
+        return None
+    if price.amount is None or price.amount_text is None:
+        return None
+    value = price.amount
+    if not value.is_finite():
+        return None
+    start = text.find(price.amount_text)
+    if start >= 0:
+        before, after = text[:start], text[start + len(price.amount_text) :]
+        if price.currency:
+            before = before.replace(price.currency, "")
+        negative = (
+            bool(re.search(rf"[{_MINUS}]\s*$", before))
+            or bool(re.match(rf"\s*[{_MINUS}]", after))
+            or (bool(re.search(r"\(\s*$", before)) and bool(re.match(r"\s*\)", after)))
+        )
+        if negative:
+            value = -value
+    # price-parser's own currency guess also matches inside words ("RM" in "FIRM"); ours does not.
+    return Amount(value, _currency_in(text))
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+
+class _ParserInfo(date_parser.parserinfo):
+    """dateutil's English month names plus the German and French ones our documents print
+    ("25. Dezember 2018", "3 févr. 2019")."""
+
+    MONTHS = [
+        ("Jan", "January", "Januar", "Jän", "janv", "janvier"),
+        ("Feb", "February", "Februar", "févr", "fevr", "février", "fevrier"),
+        ("Mar", "March", "März", "Mär", "Maerz", "mars"),
+        ("Apr", "April", "avr", "avril"),
+        ("May", "Mai"),
+        ("Jun", "June", "Juni", "juin"),
+        ("Jul", "July", "Juli", "juil", "juillet"),
+        ("Aug", "August", "août", "aout"),
+        ("Sep", "Sept", "September", "septembre"),
+        ("Oct", "October", "Okt", "Oktober", "octobre"),
+        ("Nov", "November", "novembre"),
+        ("Dec", "December", "Dez", "Dezember", "déc", "dec", "décembre", "decembre"),
+    ]
+
+
+_PARSER_INFO = _ParserInfo()
+# Two defaults that differ in every component: whatever the text does not name differs too.
+_DEFAULTS = (dt.datetime(1901, 1, 1), dt.datetime(1902, 2, 2))
+_YEAR_FIRST = re.compile(r"(?<!\d)(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})(?!\d)")
+_COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")  # 20181225
+_YEARS = range(1900, 2101)
+
+
+def normalize_date(text: str | None, *, day_first: bool | None = None) -> dt.date | None:
+    """A date as printed -> `datetime.date`, or None when the text holds no complete date.
+
+    `day_first`: how to read an ambiguous numeric date like 05/06/2018; None (the default)
+    means day-first, see the module docstring for why.
+    """
+    if not text or not isinstance(text, str) or not any(c.isdigit() for c in text):
+        return None
+    text = " ".join(text.split())[:200]
+    # Year first is never ambiguous, but dateutil's dayfirst would read 2018-05-06 as 5 June.
+    for pattern in (_YEAR_FIRST, _COMPACT):
+        match = pattern.search(text)
+        if match:
+            return _date_or_none(*(int(g) for g in match.groups()))
+    day_first = True if day_first is None else day_first
+    try:
+        first, second = (
+            date_parser.parse(
+                text, parserinfo=_PARSER_INFO, dayfirst=day_first, fuzzy=True, default=default
+            ).date()
+            for default in _DEFAULTS
+        )
+    except (ValueError, OverflowError, TypeError, date_parser.ParserError):
+        return None
+    if first != second or first.year not in _YEARS:
+        return None  # a day, month or year was missing from the text
+    return first
+
+
+def _date_or_none(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        date = dt.date(year, month, day)
+    except ValueError:
+        return None
+    return date if date.year in _YEARS else None
+
+
+# --- fields -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NormalizedValue:
+    value_num: Decimal | None = None
+    value_date: dt.date | None = None
+    currency: str | None = None
+
+
+AMOUNT_FIELDS = frozenset({"total", "tax", "subtotal", "amount", "price", "rounding", "discount"})
+
+
+def is_date_field(name: str) -> bool:
+    return "date" in name.lower()
+
+
+def is_amount_field(name: str) -> bool:
+    name = name.lower()
+    return name in AMOUNT_FIELDS or name.endswith(("_amount", "_total", "_tax", "_price"))
+
+
+def normalize_field(
+    name: str, raw: str | None, *, day_first: bool | None = None
+) -> NormalizedValue:
+    """Typed forms of one field's raw value, chosen by the field's name: date-like names
+    ("date", "due_date") -> value_date; amount-like (total, tax, subtotal, amount, price,
+    "*_amount") -> value_num and currency; "currency" -> its ISO code; others -> nothing."""
+    try:
+        if is_date_field(name):
+            return NormalizedValue(value_date=normalize_date(raw, day_first=day_first))
+        if is_amount_field(name):
+            amount = normalize_amount(raw)
+            if amount is None:
+                return NormalizedValue()
+            return NormalizedValue(value_num=amount.value, currency=amount.currency)
+        if name.lower() == "currency":
+            return NormalizedValue(currency=normalize_currency(raw))
+    except Exception:  # noqa: BLE001 - a value that cannot be normalised stays raw text
+        return NormalizedValue()
+    return NormalizedValue()
+
+
+__all__ = [
+    "AMOUNT_FIELDS",
+    "CURRENCY_MARKS",
+    "ISO_CURRENCIES",
+    "Amount",
+    "NormalizedValue",
+    "is_amount_field",
+    "is_date_field",
+    "normalize_amount",
+    "normalize_currency",
+    "normalize_date",
+    "normalize_field",
+]
