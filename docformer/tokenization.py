@@ -50,7 +50,14 @@ def train_tokenizer(
         show_progress=False,
     )
     tokenizer.train_from_iterator((t for t in texts if t and not t.isspace()), trainer=trainer)
-    wrapped = T5TokenizerFast(
+    wrapped = _wrap(tokenizer)
+    if out_dir is not None:
+        wrapped.save_pretrained(str(out_dir))
+    return wrapped
+
+
+def _wrap(tokenizer: Tokenizer) -> T5TokenizerFast:
+    return T5TokenizerFast(
         tokenizer_object=tokenizer,
         extra_ids=0,  # the sentinels are already in the vocabulary
         additional_special_tokens=SENTINELS,
@@ -58,14 +65,17 @@ def train_tokenizer(
         eos_token=EOS,
         unk_token=UNK,
     )
-    if out_dir is not None:
-        wrapped.save_pretrained(str(out_dir))
-    return wrapped
 
 
 def load_tokenizer(path: str | Path) -> T5TokenizerFast:
-    """Loads a tokenizer saved by `train_tokenizer` (or with a model/processor), offline."""
-    return T5TokenizerFast.from_pretrained(str(path), local_files_only=True)
+    """Loads a tokenizer saved by `train_tokenizer` (or with a model/processor), offline.
+
+    Built from the saved `tokenizer.json` itself: `T5TokenizerFast.from_pretrained` in
+    transformers 5 rebuilds T5's own pipeline around the vocabulary, dropping our NFKC
+    normaliser and changing the pre-tokenizer, so a reloaded tokenizer would split some text
+    differently from the one that was trained.
+    """
+    return _wrap(Tokenizer.from_file(str(Path(path) / "tokenizer.json")))
 
 
 def sentinel_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -1,0 +1,398 @@
+"""Training data: labelled folders (and in-memory documents) -> pages the model can read.
+
+A page for training is a pair (image, OCRResult): the image already turned the way the OCR saw
+it (`ocr.rotation`) and shrunk to the model's image size as soon as it is read, since the
+processor resizes to that size anyway and a full-resolution scan costs tens of megabytes. Boxes
+stay in the OCR's page pixels (`ocr.width` x `ocr.height`); the processor normalises them.
+
+Where the OCR comes from, in order:
+1. `<name>.ocr.json` beside the document (exact OCR of synthetic documents, or OCR made earlier);
+2. a born-digital PDF page's text layer (`read_document` fills it in);
+3. the OCR cache folder, keyed by (sha256 of the bytes, page index, OCR engine id);
+4. PaddleOCR (`docformer.ocr.ocr_document`), whose result then goes into the cache.
+
+Two shapes of data:
+- `load_pages` -> a list of `TrainingExample` (name, pages, fields) held in memory: fine-tuning
+  and evaluation sets (hundreds to a few thousand documents).
+- `load_corpus` -> `CorpusPages`, a lazy sequence of pages for pre-training: only the file
+  paths are kept and each page is read from disk when drawn, so a corpus of tens of thousands of
+  pages does not have to fit in memory (decoding one page costs a few milliseconds, small next
+  to a training step).
+
+`split_examples` cuts a validation set by a hash of each example's name, so an example stays on
+its side of the split when files are added or removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from PIL import Image
+
+from docformer.document import Document, OCRResult
+from docformer.io import read_document
+from docformer.labelled import (
+    OCR_SUFFIX,
+    LabelledExample,
+    LabelledFolderError,
+    iter_labelled_folder,
+)
+from docformer.labelled import read_ocr as read_ocr_file
+
+if TYPE_CHECKING:
+    from docformer.ocr import OCREngine
+
+TrainingPage = tuple[Image.Image | None, OCRResult]
+
+# (height, width). The largest preset's image size: a model with a smaller one shrinks it again.
+DEFAULT_IMAGE_SIZE: tuple[int, int] = (512, 384)
+# PDF rendering resolution. OCR needs detail (read_document's default); the model's image is at
+# most 512 pixels high, so a page whose OCR is already known is rendered much cheaper.
+OCR_DPI = 200
+IMAGE_DPI = 100
+# Pre-training needs at least two words on a page (one to hide, one to keep).
+MIN_PRETRAINING_WORDS = 2
+
+
+@dataclass
+class TrainingExample:
+    """One labelled document: its name, its pages (image, OCR) in order and its fields.
+
+    Build it from anything: `load_pages` reads labelled folders, `from_document` takes a
+    `Document` whose pages carry OCR (the flows rebuild those from the database and the OCR
+    cache), or pass the pages directly."""
+
+    name: str
+    pages: list[TrainingPage]
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(
+        cls,
+        document: Document,
+        fields: dict[str, str] | None = None,
+        name: str | None = None,
+        image_size: Sequence[int] | None = DEFAULT_IMAGE_SIZE,
+    ) -> TrainingExample:
+        pages = []
+        for page in document.pages:
+            if page.ocr is None:
+                raise ValueError(f"{document.source}: page {page.index} has no OCR result")
+            pages.append((shrink_image(page.image, image_size), page.ocr))
+        return cls(name or document.source, pages, dict(fields or {}))
+
+
+def shrink_image(image: Image.Image | None, image_size: Sequence[int] | None) -> Image.Image | None:
+    """RGB image resized to (height, width) = image_size, the way the processor resizes it."""
+    if image is None or image_size is None:
+        return image
+    height, width = (int(v) for v in image_size)
+    return image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+
+
+def turn_image(image: Image.Image | None, rotation: int) -> Image.Image | None:
+    """The page image as the OCR saw it: OCR turned it `rotation` degrees counter-clockwise."""
+    if image is None or not rotation % 360:
+        return image
+    return image.rotate(rotation, expand=True)
+
+
+# --- the OCR cache ---------------------------------------------------------------------------
+
+
+class OCRCache:
+    """OCR results on disk, one JSON file per (sha256, page, engine id).
+
+    Layout: `<folder>/<sha256[:2]>/<sha256>.p<page>.<engine hash>.json`, where the engine hash is
+    a short digest of the engine id (ids hold slashes and versions). Files are written to a
+    temporary name and renamed, so a run killed mid-write never leaves half a result behind."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, sha256: str, page: int, engine_id: str) -> Path:
+        engine_hash = hashlib.sha256(engine_id.encode()).hexdigest()[:16]
+        return self.folder / sha256[:2] / f"{sha256}.p{page}.{engine_hash}.json"
+
+    def get(self, sha256: str, page: int, engine_id: str) -> OCRResult | None:
+        path = self.path(sha256, page, engine_id)
+        return OCRResult.from_json(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def put(self, sha256: str, page: int, engine_id: str, ocr: OCRResult) -> Path:
+        path = self.path(sha256, page, engine_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, ocr.to_json())
+        return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+class _LazyEngine:
+    """Builds the PaddleOCR engine on first use: most training sets carry their OCR and never
+    need it, and building it imports PaddleOCR and loads its models."""
+
+    def __init__(self, engine: OCREngine | None = None):
+        self._engine = engine
+
+    def get(self) -> OCREngine:
+        if self._engine is None:
+            from docformer.ocr import get_engine
+
+            self._engine = get_engine()
+        return self._engine
+
+
+# --- one document -> pages ---------------------------------------------------------------------
+
+
+def _read_pages(
+    example: LabelledExample,
+    image_size: Sequence[int] | None,
+    ocr_cache: OCRCache | None,
+    engine: _LazyEngine,
+) -> tuple[list[TrainingPage], list[Path | None]]:
+    """The pages of one labelled document, and for each page the cache file its OCR is in (None
+    when it came from `.ocr.json` or a text layer, or nothing was cached)."""
+    data = example.document_path.read_bytes()
+    source = str(example.document_path)
+    if example.ocr_pages is not None:
+        document = read_document(data, source, dpi=IMAGE_DPI)
+        if len(example.ocr_pages) != len(document.pages):
+            raise LabelledFolderError(
+                f"{source}: {len(document.pages)} pages but {len(example.ocr_pages)} OCR results "
+                f"in {example.name}{OCR_SUFFIX}"
+            )
+        pages = [
+            (shrink_image(turn_image(page.image, ocr.rotation), image_size), ocr)
+            for page, ocr in zip(document.pages, example.ocr_pages, strict=True)
+        ]
+        return pages, [None] * len(pages)
+
+    document = read_document(data, source, dpi=OCR_DPI)
+    cache_paths: list[Path | None] = [None] * len(document.pages)
+    needs_ocr = [p for p in document.pages if not p.has_text_layer and p.ocr is None]
+    if needs_ocr and ocr_cache is not None:
+        engine_id = engine.get().engine_id
+        for page in needs_ocr:
+            cached = ocr_cache.get(document.sha256, page.index, engine_id)
+            if cached is not None:
+                page.image = turn_image(page.image, cached.rotation)
+                page.ocr = cached
+                cache_paths[page.index] = ocr_cache.path(document.sha256, page.index, engine_id)
+    if any(p.ocr is None for p in needs_ocr):
+        from docformer.ocr import ocr_document
+
+        fresh = [p.index for p in needs_ocr if p.ocr is None]
+        ocr_document(document, engine.get())  # turns page images the OCR found rotated
+        if ocr_cache is not None:
+            engine_id = engine.get().engine_id
+            for index in fresh:
+                page = document.pages[index]
+                cache_paths[index] = ocr_cache.put(document.sha256, index, engine_id, page.ocr)
+    pages = [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
+    return pages, cache_paths
+
+
+def _iter_folders(
+    folders: Iterable[str | Path], require_fields: bool, limit: int | None
+) -> Iterator[LabelledExample]:
+    count = 0
+    for folder in folders:
+        for example in iter_labelled_folder(folder, require_fields=require_fields):
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield example
+
+
+def load_pages(
+    folders: str | Path | Iterable[str | Path],
+    ocr_cache: str | Path | None = None,
+    limit: int | None = None,
+    *,
+    image_size: Sequence[int] | None = DEFAULT_IMAGE_SIZE,
+    require_fields: bool = True,
+    engine: OCREngine | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[TrainingExample]:
+    """Every document of the labelled folders (sorted by name, folder after folder), at most
+    `limit` of them, with pages read and OCR'd (see the module docstring) and images shrunk to
+    `image_size` (height, width; None keeps them as read)."""
+    folders = [folders] if isinstance(folders, str | Path) else list(folders)
+    cache = OCRCache(ocr_cache) if ocr_cache is not None else None
+    lazy_engine = _LazyEngine(engine)
+    examples = []
+    for count, labelled in enumerate(_iter_folders(folders, require_fields, limit), start=1):
+        pages, _ = _read_pages(labelled, image_size, cache, lazy_engine)
+        examples.append(TrainingExample(labelled.name, pages, labelled.fields))
+        if progress is not None and count % 100 == 0:
+            progress(f"read {count} documents")
+    return examples
+
+
+# --- the pre-training corpus ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """Where one corpus page lives: the document and page index, and the file its OCR is in
+    (`.ocr.json`, where it is page `ocr_index` of a list, or a cache file). `ocr` holds the
+    result itself only when there is no file to read it back from."""
+
+    document_path: Path
+    page_index: int
+    ocr_path: Path | None = None
+    ocr_index: int = 0
+    ocr: OCRResult | None = None
+
+
+class CorpusPages(Sequence[TrainingPage]):
+    """A lazy sequence of (image, OCRResult) pages: each is read from disk when indexed."""
+
+    def __init__(self, refs: Sequence[PageRef], image_size: Sequence[int] | None):
+        self.refs = list(refs)
+        self.image_size = image_size
+        self.documents = len({ref.document_path for ref in self.refs})
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def ocr_at(self, index: int) -> OCRResult:
+        """The OCR of page `index` without reading its image."""
+        ref = self.refs[index]
+        if ref.ocr is not None:
+            return ref.ocr
+        if ref.ocr_path.name.endswith(OCR_SUFFIX):
+            return read_ocr_file(ref.ocr_path)[ref.ocr_index]
+        return OCRResult.from_json(ref.ocr_path.read_text(encoding="utf-8"))
+
+    def __getitem__(self, index: int) -> TrainingPage:  # type: ignore[override]
+        ref = self.refs[index]
+        ocr = self.ocr_at(index)
+        document = read_document(
+            ref.document_path.read_bytes(), str(ref.document_path), dpi=IMAGE_DPI
+        )
+        image = document.pages[ref.page_index].image
+        return shrink_image(turn_image(image, ocr.rotation), self.image_size), ocr
+
+
+def load_corpus(
+    folders: str | Path | Iterable[str | Path],
+    ocr_cache: str | Path | None = None,
+    limit: int | None = None,
+    *,
+    image_size: Sequence[int] | None = DEFAULT_IMAGE_SIZE,
+    min_words: int = MIN_PRETRAINING_WORDS,
+    engine: OCREngine | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CorpusPages:
+    """Pages of the documents in `folders` (labels optional, ignored) for pre-training; pages
+    with fewer than `min_words` OCR words are left out. Documents without `.ocr.json` are OCR'd
+    now (through the cache when one is given)."""
+    folders = [folders] if isinstance(folders, str | Path) else list(folders)
+    cache = OCRCache(ocr_cache) if ocr_cache is not None else None
+    lazy_engine = _LazyEngine(engine)
+    refs = []
+    for count, labelled in enumerate(_iter_folders(folders, False, limit), start=1):
+        if labelled.ocr_pages is not None:
+            ocr_path = labelled.document_path.with_name(f"{labelled.name}{OCR_SUFFIX}")
+            for index, ocr in enumerate(labelled.ocr_pages):
+                if len(ocr.words) >= min_words:
+                    refs.append(PageRef(labelled.document_path, index, ocr_path, index))
+        else:
+            pages, cache_paths = _read_pages(labelled, None, cache, lazy_engine)
+            for index, ((_, ocr), cache_path) in enumerate(zip(pages, cache_paths, strict=True)):
+                if len(ocr.words) >= min_words:
+                    keep = None if cache_path is not None else ocr
+                    refs.append(PageRef(labelled.document_path, index, cache_path, 0, keep))
+        if progress is not None and count % 1000 == 0:
+            progress(f"indexed {count} documents, {len(refs)} pages")
+    return CorpusPages(refs, image_size)
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+Named = TypeVar("Named")
+
+
+def _hash_unit(name: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_examples(
+    examples: Sequence[Named], val_fraction: float, seed: int = 0
+) -> tuple[list[Named], list[Named]]:
+    """(train, validation): an example (anything with a `.name`) goes to validation when a hash
+    of (seed, name) falls below `val_fraction`, so adding files never moves the others. With two
+    or more examples and 0 < val_fraction < 1, neither side is left empty (the example whose
+    hash is nearest the boundary moves). Order within each side is the input order."""
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError("val_fraction must be between 0 and 1")
+    units = [_hash_unit(example.name, seed) for example in examples]
+    in_val = [u < val_fraction for u in units]
+    if len(examples) >= 2 and 0.0 < val_fraction < 1.0:
+        if not any(in_val):
+            in_val[min(range(len(units)), key=units.__getitem__)] = True
+        elif all(in_val):
+            in_val[max(range(len(units)), key=units.__getitem__)] = False
+    train = [e for e, v in zip(examples, in_val, strict=True) if not v]
+    val = [e for e, v in zip(examples, in_val, strict=True) if v]
+    return train, val
+
+
+def corpus_texts_of_pages(pages: Sequence[TrainingPage]) -> Iterator[str]:
+    """One text per OCR line: what a tokenizer is trained on when only pages are at hand."""
+    if isinstance(pages, CorpusPages):
+        ocr_results = (pages.ocr_at(i) for i in range(len(pages)))  # no image decoding
+    else:
+        ocr_results = (ocr for _, ocr in pages)
+    for ocr in ocr_results:
+        for line in ocr.lines():
+            yield " ".join(word.text for word in line)
+
+
+def describe_sizes(pages: Sequence[TrainingPage]) -> dict[str, int]:
+    """Corpus sizes for training reports: pages, and documents where known."""
+    documents = getattr(pages, "documents", None)
+    sizes = {"pages": len(pages)}
+    if documents is not None:
+        sizes["documents"] = int(documents)
+    return sizes
+
+
+def dump_json(path: str | Path, payload: object) -> None:
+    """Writes JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+__all__ = [
+    "DEFAULT_IMAGE_SIZE",
+    "CorpusPages",
+    "OCRCache",
+    "PageRef",
+    "TrainingExample",
+    "TrainingPage",
+    "corpus_texts_of_pages",
+    "describe_sizes",
+    "dump_json",
+    "load_corpus",
+    "load_pages",
+    "shrink_image",
+    "split_examples",
+    "turn_image",
+]

@@ -1,0 +1,569 @@
+"""`docformer finetune`: fine-tune key-value extraction, as one generation per page answering
+every field (`docformer.schema`), with early stopping on validation F1.
+
+    docformer finetune --model DIR --data DIR... --out DIR [--val-split 0.2] [--fields a,b,...] \
+        [--epochs 20] [--max-steps N] [--batch-size 8] [--lr 5e-4] [--warmup N] \
+        [--eval-every N] [--patience 3] [--ocr-cache DIR] [--seed 0] [--device auto] \
+        [--threads N] [--limit N]
+
+Training rows. The encoder reads a page (image + OCR tokens) and the prompt
+`build_prompt(fields)`; the decoder target is `build_target(values, fields)` + `</s>`. Only the
+decoder cross-entropy is trained (no line/grid targets are passed, so those heads are idle).
+- A one-page document is one row. When its OCR tokens do not fit the encoder next to the prompt,
+  the row is the processor window (`window_spans`) holding the most words of the labelled values
+  (case-insensitive word matches; the first such window on a tie): the window where the answers
+  can be read, since the target cannot be reached from a window that does not show them.
+- A multi-page document: each field goes to the first page whose OCR text contains its value
+  (whitespace-normalised, case-insensitive substring; page 0 when none does); every page is one
+  row whose target carries the fields assigned to it and empty values for the others.
+
+Validation (every `--eval-every` steps, default once per epoch) runs what extraction runs:
+greedy `generate_answers` over every window of every page, `parse_generation`, and per document
+and field the most confident non-empty answer among its windows (empty only when all are empty),
+then `docformer.metrics.score_fields`. Early stopping watches the overall F1 with `--patience`
+evaluations; the best weights are kept and saved into OUT (model + processor) with
+OUT/metrics.json: per-field and overall precision/recall/F1/ANLS, a reliability table (answer
+confidence bucket -> count, accuracy, over every validation document x field), the loss curve,
+evaluations, steps, epochs, wall time, data sizes, base model, fields and `max_new_tokens`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from docformer.metrics import normalize_value, reliability_table, score_fields
+from docformer.models.docformerv2 import (
+    DocFormerV2ForConditionalGeneration,
+    DocFormerV2Processor,
+    EncoderRow,
+)
+from docformer.pretraining import IGNORE_INDEX
+from docformer.schema import (
+    DEFAULT_FIELDS,
+    FieldAnswer,
+    build_prompt,
+    build_target,
+    parse_generation,
+)
+from docformer.training.data import TrainingExample, TrainingPage, dump_json
+from docformer.training.pretrain import (
+    GRAD_CLIP,
+    build_optimizer,
+    publish_model,
+    resolve_device,
+    seed_everything,
+    warmup_cosine,
+)
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+# Generation budget: the longest training target plus this margin (a value may run longer than
+# any seen in training, and the model must still get to write `</s>`).
+GENERATION_MARGIN = 16
+
+LogFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FinetuneResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+    best_f1: float
+    loss_curve: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class TrainingRow:
+    """One encoder row (OCR tokens of one page or window + prompt) and its decoder target."""
+
+    row: EncoderRow
+    image: Any  # PIL image or None
+    labels: list[int]
+
+
+# --- fields and targets ------------------------------------------------------------------------
+
+
+def default_fields(examples: Sequence[TrainingExample]) -> list[str]:
+    """Every field named in the labels: DEFAULT_FIELDS' order first, then the others sorted."""
+    named = {name for example in examples for name, value in example.fields.items() if value}
+    return [f for f in DEFAULT_FIELDS if f in named] + sorted(named - set(DEFAULT_FIELDS))
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def assign_fields_to_pages(example: TrainingExample, fields: Sequence[str]) -> list[dict[str, str]]:
+    """Per page, the labelled values it answers (see the module docstring)."""
+    page_texts = [_squash(" ".join(w.text for w in ocr.words)) for _, ocr in example.pages]
+    per_page: list[dict[str, str]] = [{} for _ in example.pages]
+    for name in fields:
+        value = example.fields.get(name)
+        if not value or not per_page:
+            continue
+        wanted = _squash(value)
+        page = next((i for i, text in enumerate(page_texts) if wanted in text), 0)
+        per_page[page][name] = value
+    return per_page
+
+
+def target_ids(
+    processor: DocFormerV2Processor, values: dict[str, str], fields: Sequence[str]
+) -> list[int]:
+    tokenizer = processor.tokenizer
+    ids = tokenizer(build_target(values, fields), add_special_tokens=False)["input_ids"]
+    return [*ids, tokenizer.eos_token_id]
+
+
+def best_window(
+    processor: DocFormerV2Processor, page: TrainingPage, values: dict[str, str], budget: int
+) -> tuple[int, int]:
+    """The [start, end) token span of the window showing the most words of `values`."""
+    _, ocr = page
+    tokens = processor.tokenize_page(ocr)
+    spans = processor.window_spans(tokens, budget)
+    if len(spans) == 1:
+        return spans[0]
+    value_words = {word for value in values.values() for word in _squash(value).split()}
+
+    def shown(span: tuple[int, int]) -> int:
+        words = set(tokens.word_ids[span[0] : span[1]])
+        return sum(ocr.words[w].text.lower() in value_words for w in words)
+
+    return max(spans, key=shown)  # max keeps the first of equals
+
+
+def build_training_rows(
+    processor: DocFormerV2Processor, examples: Sequence[TrainingExample], fields: Sequence[str]
+) -> list[TrainingRow]:
+    prompt_ids = processor.tokenize_prompt(build_prompt(fields))
+    budget = processor.ocr_budget(prompt_ids)
+    rows = []
+    for example in examples:
+        for page, values in zip(
+            example.pages, assign_fields_to_pages(example, fields), strict=True
+        ):
+            start, end = best_window(processor, page, values, budget)
+            tokens = processor.tokenize_page(page[1]).slice(start, end)
+            rows.append(
+                TrainingRow(
+                    processor.build_row(tokens, prompt_ids),
+                    page[0],
+                    target_ids(processor, values, fields),
+                )
+            )
+    return rows
+
+
+def collate_rows(
+    processor: DocFormerV2Processor, rows: Sequence[TrainingRow]
+) -> dict[str, torch.Tensor]:
+    batch = dict(
+        processor.pad([r.row for r in rows], processor.pixel_values([r.image for r in rows]))
+    )
+    batch.pop("word_ids")
+    length = max(len(r.labels) for r in rows)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    for b, row in enumerate(rows):
+        labels[b, : len(row.labels)] = torch.tensor(row.labels, dtype=torch.long)
+    batch["labels"] = labels
+    return batch
+
+
+def generation_budget(
+    processor: DocFormerV2Processor, examples: Sequence[TrainingExample], fields: Sequence[str]
+) -> int:
+    longest = max((len(target_ids(processor, e.fields, fields)) for e in examples), default=0)
+    return longest + GENERATION_MARGIN
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict(
+    model: DocFormerV2ForConditionalGeneration,
+    processor: DocFormerV2Processor,
+    examples: Sequence[TrainingExample],
+    fields: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+) -> list[dict[str, FieldAnswer]]:
+    """Per example, one `FieldAnswer` per field: greedy generation over every window of every
+    page, the most confident non-empty answer kept (the most confident empty one otherwise)."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    prompt_ids = processor.tokenize_prompt(build_prompt(fields))
+    budget = processor.ocr_budget(prompt_ids)
+    windows: list[tuple[int, EncoderRow, Any]] = []  # (example index, row, image)
+    for index, example in enumerate(examples):
+        for image, ocr in example.pages:
+            tokens = processor.tokenize_page(ocr)
+            for start, end in processor.window_spans(tokens, budget):
+                windows.append(
+                    (index, processor.build_row(tokens.slice(start, end), prompt_ids), image)
+                )
+
+    best: list[dict[str, FieldAnswer]] = [{} for _ in examples]
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first : first + batch_size]
+        batch = processor.pad([w[1] for w in chunk], processor.pixel_values([w[2] for w in chunk]))
+        batch = {key: value.to(device) for key, value in batch.items()}
+        generation = model.generate_answers(**batch, max_new_tokens=max_new_tokens)
+        for (index, _, _), ids, probs in zip(
+            chunk, generation.sequences.tolist(), generation.token_probs.tolist(), strict=True
+        ):
+            for name, answer in parse_generation(ids, probs, processor.tokenizer, fields).items():
+                current = best[index].get(name)
+                rank = (bool(answer.value), answer.confidence)
+                if current is None or rank > (bool(current.value), current.confidence):
+                    best[index][name] = answer
+    model.train(was_training)
+    return [
+        {name: answers.get(name, FieldAnswer(name, "", 0.0)) for name in fields} for answers in best
+    ]
+
+
+def score_answers(
+    answers: Sequence[dict[str, FieldAnswer]],
+    examples: Sequence[TrainingExample],
+    fields: Sequence[str],
+) -> dict[str, Any]:
+    predictions = [{name: a.value for name, a in doc.items()} for doc in answers]
+    labels = [example.fields for example in examples]
+    scores = score_fields(predictions, labels, fields)
+    confidences, correct = [], []
+    for doc, label in zip(answers, labels, strict=True):
+        for name in fields:
+            confidences.append(doc[name].confidence)
+            correct.append(normalize_value(doc[name].value) == normalize_value(label.get(name)))
+    reliability = [
+        {
+            "low": b.low,
+            "high": b.high,
+            "count": b.count,
+            "correct": b.correct,
+            "accuracy": b.accuracy,
+        }
+        for b in reliability_table(confidences, correct)
+    ]
+    return {
+        "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
+        "overall": scores["overall"].to_dict(),
+        "reliability": reliability,
+        "documents": len(examples),
+    }
+
+
+def evaluate_model(
+    model_dir_or_model: str | Path | DocFormerV2ForConditionalGeneration,
+    examples: Sequence[TrainingExample],
+    fields: Sequence[str] | None = None,
+    *,
+    processor: DocFormerV2Processor | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Scores a model on labelled examples exactly as fine-tuning validates: returns
+    {"fields": {name: scores}, "overall": scores, "reliability": [...], "documents": n}, scores
+    being precision/recall/f1/anls/support/... A model object needs its `processor`.
+    `fields` default to the labels' fields; `max_new_tokens` to the longest label + margin."""
+    if isinstance(model_dir_or_model, str | Path):
+        model = DocFormerV2ForConditionalGeneration.from_pretrained(model_dir_or_model)
+        model.to(resolve_device(device))
+        processor = processor or DocFormerV2Processor.from_pretrained(model_dir_or_model)
+    else:
+        model = model_dir_or_model
+        if processor is None:
+            raise ValueError("evaluate_model needs the processor when given a model object")
+    fields = list(fields or default_fields(examples))
+    max_new_tokens = max_new_tokens or generation_budget(processor, examples, fields)
+    answers = predict(
+        model, processor, examples, fields, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    return score_answers(answers, examples, fields)
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def finetune(
+    base_model_dir: str | Path,
+    train_examples: Sequence[TrainingExample],
+    val_examples: Sequence[TrainingExample],
+    out_dir: str | Path,
+    *,
+    fields: Sequence[str] | None = None,
+    epochs: int = 20,
+    max_steps: int | None = None,
+    batch_size: int = 8,
+    lr: float = 5e-4,
+    warmup: int | None = None,
+    weight_decay: float = 0.01,
+    eval_every: int | None = None,
+    patience: int = 3,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    log: LogFn | None = None,
+) -> FinetuneResult:
+    """Fine-tunes the model in `base_model_dir` on `train_examples`, validating on
+    `val_examples` (the training set when there are none: then nothing stops early and the
+    last weights are kept). Saves the best model, its processor and metrics.json into OUT."""
+    started = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not train_examples:
+        raise ValueError("no training examples")
+    out_dir = Path(out_dir)
+    log = log or print_record
+    torch_device = resolve_device(device)
+    seed_everything(seed)
+
+    model = DocFormerV2ForConditionalGeneration.from_pretrained(base_model_dir)
+    processor = DocFormerV2Processor.from_pretrained(base_model_dir)
+    model.to(torch_device).train()
+    fields = list(fields or default_fields(train_examples))
+    if not fields:
+        raise ValueError("the training labels name no field; pass fields")
+    rows = build_training_rows(processor, train_examples, fields)
+    has_validation = len(val_examples) > 0
+    eval_examples = list(val_examples) if has_validation else list(train_examples)
+    max_new_tokens = max(
+        generation_budget(processor, train_examples, fields),
+        generation_budget(processor, eval_examples, fields),
+    )
+
+    steps_per_epoch = math.ceil(len(rows) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    if total_steps < 1:
+        raise ValueError("nothing to train: epochs and max_steps must allow at least one step")
+    warmup = min(100, total_steps // 10) if warmup is None else warmup
+    eval_every = eval_every or steps_per_epoch
+    optimizer = build_optimizer(model, lr, weight_decay, torch_device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, warmup, total_steps)
+    )
+
+    loss_curve: list[dict[str, Any]] = []
+    evaluations: list[dict[str, Any]] = []
+    best_f1, best_step, best_state, best_scores = -1.0, 0, None, None
+    evaluations_since_best = 0
+    step, interval_losses = 0, []
+    order = np.arange(0)
+    while step < total_steps:
+        epoch, offset = divmod(step * batch_size, steps_per_epoch * batch_size)
+        if offset == 0:
+            # A new permutation every epoch, fixed by (seed, epoch).
+            order = np.random.default_rng([seed, epoch]).permutation(len(rows))
+        chunk = order[offset : offset + batch_size]
+        batch = collate_rows(processor, [rows[i] for i in chunk])
+        batch = {key: value.to(torch_device) for key, value in batch.items()}
+
+        loss = model(**batch).loss  # decoder cross-entropy only: no line/grid targets given
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        interval_losses.append(float(loss.detach()))
+
+        end_of_epoch = step % steps_per_epoch == 0
+        if end_of_epoch or step == total_steps or step % 10 == 0:
+            record = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "loss": float(np.mean(interval_losses)),
+                "lr": scheduler.get_last_lr()[0],
+                "elapsed_s": time.perf_counter() - started,
+            }
+            loss_curve.append(record)
+            log(record)
+            interval_losses = []
+        if step % eval_every == 0 or step == total_steps:
+            scores = evaluate_model(
+                model, eval_examples, fields, processor=processor,
+                max_new_tokens=max_new_tokens, batch_size=batch_size,
+            )  # fmt: skip
+            overall = scores["overall"]
+            evaluation = {
+                "step": step,
+                "epoch": round(step / steps_per_epoch, 4),
+                "f1": overall["f1"],
+                "anls": overall["anls"],
+                "precision": overall["precision"],
+                "recall": overall["recall"],
+            }
+            evaluations.append(evaluation)
+            log({"evaluation": evaluation})
+            # Without a validation set the training-set score says nothing about overfitting:
+            # keep the latest weights rather than the best-scoring ones.
+            if overall["f1"] > best_f1 or not has_validation:
+                best_f1, best_step, best_scores = overall["f1"], step, scores
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
+                evaluations_since_best = 0
+            else:
+                evaluations_since_best += 1
+                if evaluations_since_best >= patience:
+                    log({"early_stop": step, "best_step": best_step, "best_f1": best_f1})
+                    break
+
+    model.load_state_dict(best_state)
+    publish_model(model, processor, out_dir)
+    wall_seconds = time.perf_counter() - started
+    metrics = {
+        "fields": fields,
+        "evaluated_on": "validation" if has_validation else "train",
+        "validation": {**best_scores["fields"], "overall": best_scores["overall"]},
+        "reliability": best_scores["reliability"],
+        "best_f1": best_f1,
+        "best_step": best_step,
+        "steps": step,
+        "epochs": round(step / steps_per_epoch, 4),
+        "steps_per_epoch": steps_per_epoch,
+        "wall_seconds": wall_seconds,
+        "train_size": {"documents": len(train_examples), "rows": len(rows)},
+        "val_size": {"documents": len(val_examples)},
+        "base_model": str(base_model_dir),
+        "max_new_tokens": max_new_tokens,
+        "hyperparameters": {
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "warmup": warmup,
+            "weight_decay": weight_decay,
+            "eval_every": eval_every,
+            "patience": patience,
+            "seed": seed,
+            "device": str(torch_device),
+        },  # fmt: skip
+        "loss_curve": loss_curve,
+        "evaluations": evaluations,
+    }
+    dump_json(out_dir / METRICS_FILE, metrics)
+    return FinetuneResult(out_dir, metrics, best_f1, loss_curve, step, wall_seconds)
+
+
+def print_record(record: dict[str, Any]) -> None:
+    """One plain, flushed line per log record (terminals and `nohup` logs alike)."""
+    if "evaluation" in record:
+        e = record["evaluation"]
+        print(
+            f"eval  step {e['step']:>6} | F1 {e['f1']:.4f} ANLS {e['anls']:.4f} "
+            f"P {e['precision']:.4f} R {e['recall']:.4f}",
+            flush=True,
+        )
+    elif "early_stop" in record:
+        print(f"early stop at step {record['early_stop']}: best F1 {record['best_f1']:.4f} "
+              f"at step {record['best_step']}", flush=True)  # fmt: skip
+    else:
+        print(
+            f"step {record['step']:>6} | epoch {record['epoch']:.2f} | loss {record['loss']:.4f} "
+            f"| lr {record['lr']:.2e} | {record['elapsed_s']:.0f} s",
+            flush=True,
+        )
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="docformer finetune", description="Fine-tune key-value extraction on labelled folders."
+    )
+    parser.add_argument("--model", help="base model folder (default: the shipped checkpoint)")
+    parser.add_argument("--data", nargs="+", required=True, help="labelled folders")
+    parser.add_argument("--out", required=True, help="folder for the fine-tuned model")
+    parser.add_argument("--val-split", type=float, default=0.2)
+    parser.add_argument("--fields", help="comma-separated fields (default: those in the labels)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, help="warm-up steps (default: a tenth, at most 100)")
+    parser.add_argument(
+        "--eval-every", type=int, help="steps between evaluations (default: an epoch)"
+    )
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--limit", type=int, help="use at most this many documents")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+    from docformer.checkpoints import CheckpointNotFoundError, check_model_dir
+    from docformer.training.data import load_pages, split_examples
+
+    try:
+        model_dir = check_model_dir(args.model)
+    except CheckpointNotFoundError as error:
+        print(f"docformer finetune: {error}", flush=True)
+        return 2
+    processor = DocFormerV2Processor.from_pretrained(model_dir)
+    started = time.perf_counter()
+    examples = load_pages(
+        args.data, args.ocr_cache, args.limit, image_size=processor.image_size,
+        progress=lambda message: print(message, flush=True),
+    )  # fmt: skip
+    train, val = split_examples(examples, args.val_split, args.seed)
+    print(
+        f"data: {len(examples)} documents ({len(train)} train, {len(val)} validation), "
+        f"read in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    result = finetune(
+        model_dir,
+        train,
+        val,
+        args.out,
+        fields=[f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+    )
+    print(
+        f"done: {result.steps} steps in {result.wall_seconds:.0f} s, best F1 {result.best_f1:.4f} "
+        f"-> {result.out_dir}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
