@@ -13,7 +13,6 @@ nothing (its labelled fields are false negatives) and is listed under "errors".
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -39,40 +38,12 @@ from docformer.metrics import (
     reliability_table,
     score_fields,
 )
+from docformer.ocr.cache import OCRCache
 
 logger = logging.getLogger(__name__)
 
 
 # --- OCR, cached ------------------------------------------------------------------------------
-
-
-class OCRCache:
-    """OCR results on disk, one JSON file per (document sha256, page, engine id)."""
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-
-    def path(self, sha256: str, page: int, engine_id: str) -> Path:
-        # The engine id is long and full of slashes; its hash names the file.
-        engine_key = hashlib.sha256(engine_id.encode()).hexdigest()[:16]
-        return self.directory / sha256[:2] / f"{sha256}.p{page}.{engine_key}.ocr.json"
-
-    def get(self, sha256: str, page: int, engine_id: str) -> OCRResult | None:
-        path = self.path(sha256, page, engine_id)
-        if not path.is_file():
-            return None
-        try:
-            return OCRResult.from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.warning("%s: unreadable cached OCR (%s); OCRing again", path, error)
-            return None
-
-    def put(self, sha256: str, page: int, result: OCRResult) -> None:
-        path = self.path(sha256, page, result.engine)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(result.to_json(), encoding="utf-8")
-        temporary.replace(path)  # atomic: a concurrent reader never sees half a file
 
 
 def load_example(example: LabelledExample, ocr_cache: OCRCache | None = None) -> Document:
@@ -102,7 +73,7 @@ def load_example(example: LabelledExample, ocr_cache: OCRCache | None = None) ->
         if cached is None:
             cached = engine.read_page(page.image)
             if ocr_cache is not None:
-                ocr_cache.put(document.sha256, page.index, cached)
+                ocr_cache.put(document.sha256, page.index, engine.engine_id, cached)
         _attach(page, cached)
     return document
 
@@ -352,4 +323,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["EvaluationReport", "OCRCache", "evaluate", "load_example", "main", "print_report"]
+__all__ = ["EvaluationReport", "evaluate", "load_example", "main", "print_report"]

@@ -12,9 +12,10 @@ import torch
 from test_extraction import N_TRAINED, TRAINED_FIELDS, build_test_model
 
 from docformer.cli import main as docformer_main
-from docformer.evaluation import OCRCache, evaluate, load_example
+from docformer.evaluation import evaluate, load_example
 from docformer.extraction import Extractor
 from docformer.labelled import iter_labelled_folder
+from docformer.ocr.cache import OCRCache
 from docformer.synth import generate
 
 torch.set_num_threads(1)
@@ -129,7 +130,7 @@ def test_documents_without_ocr_are_ocred_once_and_cached(extractor, labelled_fol
     document = load_example(example, cache)
     ocr = document.pages[0].ocr
     assert ocr is not None and ocr.words and ocr.engine.startswith("paddleocr")
-    cached = list((tmp_path / "cache").rglob("*.ocr.json"))
+    cached = list((tmp_path / "cache").rglob("*.json"))
     assert len(cached) == 1 and document.sha256 in cached[0].name
     assert cache.get(document.sha256, 0, ocr.engine).to_dict() == ocr.to_dict()
     again = load_example(example, cache)

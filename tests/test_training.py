@@ -18,13 +18,13 @@ from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
     DocFormerV2Processor,
 )
+from docformer.ocr.cache import OCRCache
 from docformer.synth import generate
 from docformer.tokenization import iter_corpus_texts, train_tokenizer
 from docformer.training import finetune as finetune_module
 from docformer.training import pretrain as pretrain_module
 from docformer.training.data import (
     CorpusPages,
-    OCRCache,
     TrainingExample,
     load_corpus,
     load_pages,

@@ -45,6 +45,7 @@ from docformer.labelled import (
     iter_labelled_folder,
 )
 from docformer.labelled import read_ocr as read_ocr_file
+from docformer.ocr.cache import OCRCache
 
 if TYPE_CHECKING:
     from docformer.ocr import OCREngine
@@ -105,31 +106,6 @@ def turn_image(image: Image.Image | None, rotation: int) -> Image.Image | None:
 
 
 # --- the OCR cache ---------------------------------------------------------------------------
-
-
-class OCRCache:
-    """OCR results on disk, one JSON file per (sha256, page, engine id).
-
-    Layout: `<folder>/<sha256[:2]>/<sha256>.p<page>.<engine hash>.json`, where the engine hash is
-    a short digest of the engine id (ids hold slashes and versions). Files are written to a
-    temporary name and renamed, so a run killed mid-write never leaves half a result behind."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-
-    def path(self, sha256: str, page: int, engine_id: str) -> Path:
-        engine_hash = hashlib.sha256(engine_id.encode()).hexdigest()[:16]
-        return self.folder / sha256[:2] / f"{sha256}.p{page}.{engine_hash}.json"
-
-    def get(self, sha256: str, page: int, engine_id: str) -> OCRResult | None:
-        path = self.path(sha256, page, engine_id)
-        return OCRResult.from_json(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    def put(self, sha256: str, page: int, engine_id: str, ocr: OCRResult) -> Path:
-        path = self.path(sha256, page, engine_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, ocr.to_json())
-        return path
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -383,7 +359,6 @@ def dump_json(path: str | Path, payload: object) -> None:
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "CorpusPages",
-    "OCRCache",
     "PageRef",
     "TrainingExample",
     "TrainingPage",
