@@ -360,6 +360,51 @@ def mark_crashed_jobs(
     return sorted(crashed)
 
 
+def abandoned_jobs(
+    session: Session, kind: JobKind | str, ttl_seconds: float, *, exclude: Iterable[int] = ()
+) -> list[int]:
+    """Running jobs of `kind` that show no sign of life: the process behind them is gone.
+
+    A live digitize job renews its claims each time a chunk is stored (`renew_claims`), so a
+    job is abandoned when it still holds claims but every one of them has expired, or when it
+    holds none and started more than `ttl_seconds` ago (killed before it claimed anything).
+    Pass the ids to `mark_crashed_jobs`; nothing else marks a job whose process was killed.
+    """
+    cutoff = func.now() - dt.timedelta(seconds=ttl_seconds)
+    held = (
+        select(Document.id)
+        .where(Document.claimed_by_job_id == Job.id, Document.status == DocumentStatus.PROCESSING)
+        .correlate(Job)
+    )
+    live = held.where(Document.claim_expires_at > func.now())
+    return sorted(
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobStatus.RUNNING,
+                Job.kind == JobKind(kind),
+                Job.id.not_in(list(exclude)),
+                ~live.exists(),
+                or_(held.exists(), Job.started_at < cutoff),
+            )
+        )
+    )
+
+
+def renew_claims(session: Session, job_id: int, ttl_seconds: float) -> int:
+    """Push the expiry of every claim `job_id` still holds to now + `ttl_seconds`: the sign of
+    life of a running job. Returns the number of claims renewed."""
+    result = session.execute(
+        update(Document)
+        .where(
+            Document.claimed_by_job_id == job_id,
+            Document.status == DocumentStatus.PROCESSING,
+        )
+        .values(claim_expires_at=func.now() + dt.timedelta(seconds=ttl_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
 def _release_claims_of_jobs(session: Session, job_ids: list[int], reason: str | None) -> None:
     if not job_ids:
         return
@@ -646,24 +691,53 @@ def _can_copy(session: Session) -> bool:
 
 def store_pages(session: Session, document_id: int, pages: Sequence[Mapping[str, Any]]) -> None:
     """Upsert a document's pages by (document, page_index) and set its page_count."""
-    if not pages:
-        return
+    store_pages_of_documents(session, {document_id: pages})
+
+
+SET_PAGE_COUNTS = text(
+    """
+    UPDATE documents AS d
+    SET page_count = counts.page_count, updated_at = now()
+    FROM unnest(CAST(:document_ids AS bigint[]), CAST(:page_counts AS integer[]))
+        AS counts(document_id, page_count)
+    WHERE d.id = counts.document_id
+    """
+)
+
+
+def store_pages_of_documents(
+    session: Session, pages_by_document: Mapping[int, Sequence[Mapping[str, Any]]]
+) -> None:
+    """Upsert many documents' pages by (document, page_index) and set their page_count: two
+    statements whatever the number of documents (per-document statements cost a round trip
+    each, which dominated storing a run's results)."""
     rows = []
-    for item in pages:
-        unknown = item.keys() - PAGE_KEYS
-        if unknown:
-            raise ValueError(f"unknown page keys {sorted(unknown)}; allowed: {sorted(PAGE_KEYS)}")
-        rows.append(
-            {
-                "document_id": document_id,
-                "page_index": item["page_index"],
-                "width": item["width"],
-                "height": item["height"],
-                "has_text_layer": bool(item.get("has_text_layer", False)),
-                "ocr_engine": item.get("ocr_engine"),
-                "word_count": item.get("word_count", 0),
-            }
-        )
+    page_counts = {}
+    for document_id, pages in pages_by_document.items():
+        if not pages:
+            continue
+        page_counts[document_id] = len(pages)
+        for item in pages:
+            unknown = item.keys() - PAGE_KEYS
+            if unknown:
+                raise ValueError(
+                    f"unknown page keys {sorted(unknown)}; allowed: {sorted(PAGE_KEYS)}"
+                )
+            rows.append(
+                {
+                    "document_id": document_id,
+                    "page_index": item["page_index"],
+                    "width": item["width"],
+                    "height": item["height"],
+                    "has_text_layer": bool(item.get("has_text_layer", False)),
+                    "ocr_engine": item.get("ocr_engine"),
+                    "word_count": item.get("word_count", 0),
+                }
+            )
+    if not rows:
+        return
+    # One upsert cannot touch a row twice: a later entry for the same page wins.
+    rows = list({(row["document_id"], row["page_index"]): row for row in rows}.values())
     statement = pg_insert(Page).values(rows)
     session.execute(
         statement.on_conflict_do_update(
@@ -675,10 +749,8 @@ def store_pages(session: Session, document_id: int, pages: Sequence[Mapping[str,
         )
     )
     session.execute(
-        update(Document)
-        .where(Document.id == document_id)
-        .values(page_count=len(rows), updated_at=func.now())
-        .execution_options(synchronize_session=False)
+        SET_PAGE_COUNTS,
+        {"document_ids": list(page_counts), "page_counts": list(page_counts.values())},
     )
 
 
@@ -714,9 +786,9 @@ def store_extractions(session: Session, records: Sequence[ExtractionRecord]) -> 
 
     Per (document, model version) there is one extraction: storing again replaces its fields
     and moves its created_at and job_id to this run. Each document becomes 'extracted' with
-    its claim and last error cleared. Four statements whatever the number of records (upsert
-    the extractions, delete the fields they replace, COPY the new fields, mark the documents),
-    which is what makes storing many small extractions fast.
+    its claim and last error cleared. Six statements whatever the number of records (upsert
+    the extractions, delete the fields they replace, COPY the new fields, upsert the pages and
+    their counts, mark the documents), which is what makes storing many small extractions fast.
     """
     if not records:
         return []
@@ -742,9 +814,9 @@ def store_extractions(session: Session, records: Sequence[ExtractionRecord]) -> 
     ]
     _insert_fields(session, field_rows, use_copy)
 
-    for record in latest.values():
-        if record.pages:
-            store_pages(session, record.document_id, record.pages)
+    store_pages_of_documents(
+        session, {record.document_id: record.pages for record in latest.values() if record.pages}
+    )
     session.execute(MARK_EXTRACTED, {"document_ids": list({r.document_id for r in records})})
     return [ids[(r.document_id, r.model_version_id)] for r in records]
 
