@@ -2,6 +2,8 @@
 
 Secrets are `SecretStr`, so they print as `**********` in every repr, log line and error;
 `database_url` may carry a password and is masked the same way (`masked_database_url`).
+A secret may also be kept in a Prefect Secret block instead of the environment: set it to
+`prefect-secret:<block name>` and the flows read the block when they connect (`reveal`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from sqlalchemy.engine import make_url
 # PostgreSQL or MinIO does not collide with it.
 EMBEDDED_PG_PORT = 55432
 EMBEDDED_S3_PORT = 58333
+# A secret's value that names a Prefect Secret block holding the real value.
+PREFECT_SECRET_PREFIX = "prefect-secret:"
 
 
 class Settings(BaseSettings):
@@ -49,11 +53,26 @@ class Settings(BaseSettings):
 
     @property
     def masked_database_url(self) -> str:
-        return make_url(self.database_url.get_secret_value()).render_as_string(hide_password=True)
+        url = self.database_url.get_secret_value()
+        if url.startswith(PREFECT_SECRET_PREFIX):
+            return url  # the block's name, not its value
+        return make_url(url).render_as_string(hide_password=True)
 
     def __repr_args__(self):  # keep the URL's password out of repr, not just the whole field
         for name, value in super().__repr_args__():
             yield name, (self.masked_database_url if name == "database_url" else value)
+
+
+def reveal(secret: SecretStr) -> str:
+    """The value of a secret setting: itself, or the value of the Prefect Secret block it names
+    (`prefect-secret:<block name>`). Prefect is imported only for a block reference, since the
+    command line must set Prefect's environment before anything imports it."""
+    value = secret.get_secret_value()
+    if not value.startswith(PREFECT_SECRET_PREFIX):
+        return value
+    from prefect.blocks.system import Secret
+
+    return str(Secret.load(value.removeprefix(PREFECT_SECRET_PREFIX)).get())
 
 
 @lru_cache

@@ -3,7 +3,9 @@
 Every failure is turned into one of a few typed errors so callers can decide what to do:
 
 - `ObjectMissing`      the bucket or key does not exist (permanent: retrying will not help);
-- `ObjectTooLarge`     an object is bigger than the caller allows (found by `stat`, before reading);
+- `ObjectTooLarge`     an object is bigger than the caller allows (found by `stat`, before reading,
+                       and again while reading, which never takes more than the limit + 1 bytes);
+- `InvalidName`        a bucket or key this client cannot address (a `..` path segment, say);
 - `StorageAccessDenied` wrong or missing credentials (permanent);
 - `StorageUnavailable` connection refused, timeouts, 5xx (transient: flows retry only these).
 
@@ -66,9 +68,17 @@ class ObjectMissing(StorageError):
 
 
 class ObjectTooLarge(StorageError):
-    def __init__(self, bucket: str, key: str, size: int, max_bytes: int):
+    def __init__(self, bucket: str, key: str, size: int, max_bytes: int, at_least: bool = False):
         self.bucket, self.key, self.size, self.max_bytes = bucket, key, size, max_bytes
-        super().__init__(f"s3://{bucket}/{key} is {size} bytes, more than the limit of {max_bytes}")
+        size_text = f"at least {size}" if at_least else f"{size}"
+        super().__init__(
+            f"s3://{bucket}/{key} is {size_text} bytes, more than the limit of {max_bytes}"
+        )
+
+
+class InvalidName(StorageError):
+    """A bucket or key the S3 client refuses to address, such as a key with a `.` or `..` path
+    segment (`../etc/passwd`): permanent, and no request is sent for it."""
 
 
 class StorageAccessDenied(StorageError):
@@ -125,10 +135,12 @@ class ObjectStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore:
+        from flows.settings import reveal
+
         return cls(
             settings.s3_endpoint,
             settings.s3_access_key,
-            settings.s3_secret_key.get_secret_value(),
+            reveal(settings.s3_secret_key),
             secure=settings.s3_secure,
             region=settings.s3_region,
         )
@@ -207,9 +219,15 @@ class ObjectStore:
             response.release_conn()
 
     def read_bytes(self, bucket: str, key: str, max_bytes: int) -> bytes:
+        """The object's bytes; `ObjectTooLarge` when it has more than `max_bytes`.
+
+        The size is checked by `stat` before the GET, and the body is read in pieces that stop
+        at `max_bytes + 1`: a server whose size was wrong, or a body longer than announced,
+        costs at most that much memory, never the whole object.
+        """
         with self.open_stream(bucket, key, max_bytes) as stream:
             try:
-                return stream.read()
+                return read_at_most(stream, max_bytes, bucket, key)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _translate(exc, bucket, key) from exc
 
@@ -316,17 +334,38 @@ class ObjectStore:
     def _call(self, fn: Callable[[], T], bucket: str, key: str | None = None) -> T:
         try:
             return fn()
+        except ValueError as exc:  # the SDK's own name checks, before any request
+            raise InvalidName(f"{_where(bucket, key)}: {exc}") from exc
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _translate(exc, bucket, key) from exc
+
+
+READ_PIECE_BYTES = 1024 * 1024
+
+
+def read_at_most(stream: IO[bytes], max_bytes: int, bucket: str, key: str) -> bytes:
+    """Everything `stream` holds, or `ObjectTooLarge` as soon as it has given more than
+    `max_bytes` (having read at most `max_bytes + 1` of them)."""
+    pieces: list[bytes] = []
+    total = 0
+    while total <= max_bytes:
+        piece = stream.read(min(READ_PIECE_BYTES, max_bytes + 1 - total))
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+        total += len(piece)
+    raise ObjectTooLarge(bucket, key, total, max_bytes, at_least=True)
+
+
+def _where(bucket: str, key: str | None) -> str:
+    return f"s3://{bucket}/{key}" if key else (f"bucket {bucket!r}" if bucket else "object storage")
 
 
 def _translate(exc: Exception, bucket: str, key: str | None) -> Exception:
     """Map an SDK or network exception to this module's typed errors."""
     if isinstance(exc, StorageError):
         return exc
-    where = (
-        f"s3://{bucket}/{key}" if key else (f"bucket {bucket!r}" if bucket else "object storage")
-    )
+    where = _where(bucket, key)
     if isinstance(exc, S3Error):
         if exc.code in _MISSING_CODES:
             # A missing bucket reports NoSuchBucket even when a key was asked for.

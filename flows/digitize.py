@@ -1,0 +1,182 @@
+"""The `digitize` flow: every new or changed document in a bucket -> OCR -> fields in PostgreSQL.
+
+The recipe (each step a task in `flows/tasks.py`):
+
+1. open a `jobs` row linked to this flow run;
+2. resolve the model version (default: the active one);
+3. discover new or changed objects, register them by sha256, claim this run's documents;
+4. OCR, mapped over chunks of documents, with the results cached in the artifact bucket;
+5. extract the fields in batches, under the global concurrency limit `docflow-extract`;
+6. store each chunk's extractions, failures and counts in one transaction;
+7. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
+
+Where and when it runs lives in `prefect.yaml`; in-process runs (`docflow run`) use the
+ephemeral Prefect API. Tasks run in threads (`ThreadPoolTaskRunner`): one OCR engine per
+process uses several cores inside each page, and the threads overlap one chunk's OCR with
+another's reading, extraction and storing. For more than one machine, a Dask or Ray task runner
+spreads the chunks; the tasks already pass only small, picklable values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.artifacts import Progress, digitize_markdown, publish_markdown
+from flows.settings import get_settings
+from flows.tasks import (
+    StoredChunk,
+    check_extract_limit,
+    discover_and_claim,
+    extract_chunk,
+    finish_job,
+    ocr_chunk,
+    open_job,
+    release_chunk,
+    resolve_model,
+    store_chunk,
+)
+
+# Tasks in flight at once: enough to keep OCR, extraction and storing overlapped on a small
+# machine; the OCR engine and the concurrency limit bound the heavy parts anyway.
+TASK_THREADS = 4
+
+
+@flow(name="digitize", task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
+def digitize(
+    bucket: str | None = None,
+    prefix: str | None = None,
+    modified_since: datetime | None = None,
+    limit: int | None = None,
+    model_version: str | None = None,
+    chunk_size: int | None = None,
+    reprocess: bool = False,
+    keys: list[str] | None = None,
+) -> dict[str, Any]:
+    """Digitize the new or changed documents of `bucket` under `prefix` (default: the inbox).
+
+    Args:
+        bucket: bucket to read (default `DOCFLOW_INBOX_BUCKET`).
+        prefix: only keys under this prefix (default `DOCFLOW_INBOX_PREFIX`).
+        modified_since: only objects modified at or after this time.
+        limit: at most this many documents in this run (the rest wait for the next one).
+        model_version: a registered version's name or a saved model's folder (default: the
+            active version).
+        chunk_size: documents per mapped task (default `DOCFLOW_CHUNK_SIZE`).
+        reprocess: extract documents already extracted (or failed) again; the extraction of a
+            document by the same model version is replaced, never duplicated.
+        keys: exactly these objects (a `docflow.document.uploaded` event names them).
+
+    Returns the job summary (also published as the markdown artifact `digitize-summary`).
+    """
+    settings = get_settings()
+    bucket = bucket or settings.inbox_bucket
+    prefix = settings.inbox_prefix if prefix is None else prefix
+    chunk_size = chunk_size or settings.chunk_size
+    parameters = {
+        "bucket": bucket,
+        "prefix": prefix,
+        "modified_since": modified_since.isoformat() if modified_since else None,
+        "limit": limit,
+        "model_version": model_version,
+        "chunk_size": chunk_size,
+        "reprocess": reprocess,
+        "keys": keys,
+    }
+    logger = get_run_logger()
+    job_id = open_job("digitize", parameters)
+    try:
+        check_extract_limit()
+        model = resolve_model(model_version)
+        discovery = discover_and_claim(
+            job_id, bucket, prefix, modified_since, limit, keys, reprocess
+        )
+        claimed = discovery.claimed
+        chunks = [claimed[i : i + chunk_size] for i in range(0, len(claimed), chunk_size)]
+        progress = Progress(len(claimed), "digitize-progress", f"job {job_id}: documents done")
+
+        ocr = ocr_chunk.map(chunks)
+        extracted = extract_chunk.map(ocr, model=unmapped(model), job_id=unmapped(job_id))
+        stored = store_chunk.map(
+            extracted, job_id=unmapped(job_id), documents=[len(c) for c in chunks]
+        )
+
+        chunk_of = {future.task_run_id: chunk for future, chunk in zip(stored, chunks, strict=True)}
+        results: list[StoredChunk] = []
+        chunk_errors: list[str] = []
+        released = 0
+        for future in as_completed(stored):
+            outcome = future.result(raise_on_failure=False)
+            chunk = chunk_of[future.task_run_id]
+            if isinstance(outcome, StoredChunk):
+                results.append(outcome)
+                released += outcome.released
+            else:  # retries exhausted (storage or database down): the next run takes them
+                reason = f"chunk failed: {type(outcome).__name__}: {outcome}"
+                logger.error("%d documents given back to the queue: %s", len(chunk), reason)
+                chunk_errors.append(reason)
+                released += release_chunk(chunk, job_id, reason[:500])
+            progress.advance(len(chunk))
+
+        summary = finish_job(
+            job_id,
+            "completed",
+            error="; ".join(chunk_errors)[:2000] or None,
+            extra_failed=len(discovery.failures),
+        ).to_dict()
+    except BaseException as error:
+        _close_failed(job_id, error)
+        raise
+
+    failures = [asdict(f) for f in discovery.failures]
+    failures += [asdict(f) for r in results for f in r.failures]
+    summary.update(
+        model_version=model.name,
+        released=released,
+        discovery={
+            "listed": discovery.listed,
+            "unchanged": discovery.unchanged,
+            "registered_new": discovery.registered_new,
+        },
+        pages_ocred=sum(r.pages_ocred for r in results),
+        pages_cached=sum(r.pages_cached for r in results),
+        stage_seconds={
+            "discover": discovery.seconds,
+            "ocr": sum(r.ocr_seconds for r in results),
+            "extract": sum(r.extract_seconds for r in results),
+            "store": sum(r.store_seconds for r in results),
+        },
+        failures=[{"key": f["key"], "reason": f["reason"]} for f in failures],
+    )
+    publish_markdown(
+        digitize_markdown(summary), key="digitize-summary", description=f"digitize job {job_id}"
+    )
+    logger.info(
+        "job %d: %d documents, %d extracted, %d failed, %d pages (%.1f pages/min)",
+        job_id,
+        summary["documents"],
+        summary["extracted"],
+        summary["failed"],
+        summary["pages"],
+        summary["pages_per_minute"],
+    )
+    return summary
+
+
+def _close_failed(job_id: int, error: BaseException) -> None:
+    """Close the job as failed (its claims go back to the queue); never hide the real error."""
+    from db.models import JobStatus
+    from db.queries import close_job
+    from db.session import session_scope
+    from flows.tasks import sessions
+
+    try:
+        with session_scope(sessions()) as session:
+            close_job(session, job_id, JobStatus.FAILED, error=f"{type(error).__name__}: {error}")
+    except Exception:  # the database may be what failed; the claims then expire on their own
+        get_run_logger().exception("could not close job %d", job_id)

@@ -1,0 +1,869 @@
+"""The tasks of the `digitize` flow, in the order a document meets them.
+
+    open_job -> resolve_model -> discover_and_claim -> ocr_chunk -> extract_chunk -> store_chunk
+    -> finish_job
+
+Each task is a small function of plain values (dataclasses of ids, keys and field dicts), so a
+Dask or Ray task runner could ship it to another machine. Big things never travel between
+tasks: page images are rendered again from the document's bytes where they are needed, and the
+OCR result goes from `ocr_chunk` to `extract_chunk` through the OCR cache in the artifact bucket
+(`ocr/<engine id>/<sha256>/<page>.json`), which is also what lets a re-run or a new model skip
+OCR altogether.
+
+Errors, sorted by what helps:
+- transient (`StorageUnavailable`, a lost database connection): the task is retried with
+  exponential backoff (`retry_on_transient`); OCR already done sits in the cache, so a retried
+  chunk does not OCR again;
+- the document's own fault (`DocumentError`: not a document, damaged, too many pages; the object
+  is gone or too large; OCR or the model fails on it): that document is marked failed with the
+  reason and the run goes on; it is not retried.
+
+Only `discover_and_claim`, `store_chunk` and the job tasks touch the database; OCR and extraction
+only read the bucket, so they can run wherever the CPUs or the GPU are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import DocumentSource, Extraction, Job, JobKind, JobStatus
+from db.models import Field as FieldRow
+from db.queries import ClaimedDocument, DocumentObject, ExtractionRecord
+from flows.settings import Settings, get_settings, reveal
+from flows.storage import (
+    InvalidName,
+    ObjectMissing,
+    ObjectStore,
+    ObjectTooLarge,
+    StorageUnavailable,
+)
+
+# The global concurrency limit that extraction runs under (created by `docflow deploy`).
+EXTRACT_LIMIT = "docflow-extract"
+# Objects read at once while hashing new objects during discovery (network-bound).
+DISCOVERY_READERS = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# process-wide resources: one object store and one database pool per process, not per task
+
+
+@lru_cache(maxsize=4)
+def _object_store(endpoint: str, access_key: str, secret_key: str, secure: bool, region: str):
+    return ObjectStore(endpoint, access_key, secret_key, secure=secure, region=region)
+
+
+def object_store(settings: Settings | None = None) -> ObjectStore:
+    settings = settings or get_settings()
+    return _object_store(
+        settings.s3_endpoint,
+        settings.s3_access_key,
+        reveal(settings.s3_secret_key),
+        settings.s3_secure,
+        settings.s3_region,
+    )
+
+
+@lru_cache(maxsize=4)
+def _session_factory(database_url: str) -> sessionmaker[Session]:
+    from db.session import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(database_url))
+
+
+def sessions(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions on this process's pool for the configured database."""
+    settings = settings or get_settings()
+    return _session_factory(reveal(settings.database_url))
+
+
+# ---------------------------------------------------------------------------------------------
+# retries: transient errors only
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, OperationalError)
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    # psycopg2 reports a dropped connection as an InterfaceError wrapped in DBAPIError.
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def retry_on_transient(task, task_run, state) -> bool:
+    """Prefect's retry_condition_fn: retry a failed task only when its error is transient."""
+    try:
+        state.result()
+    except Exception as error:
+        return is_transient(error)
+    return False
+
+
+# Every task: retried on transient errors only, results kept in memory (they are small and
+# their inputs hold database ids that must not be served from a cache).
+TASK_OPTIONS: dict[str, Any] = dict(
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# what travels between tasks
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A document (or an object not yet a document) that could not be processed, and why."""
+
+    key: str
+    reason: str
+    document_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version and the local folder its weights are loaded from."""
+
+    id: int
+    name: str
+    uri: str
+    local_dir: str
+
+
+@dataclass
+class Discovery:
+    listed: int = 0
+    unchanged: int = 0
+    registered_new: int = 0
+    registered_known: int = 0
+    claimed: list[ClaimedDocument] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class OCRDocument:
+    """A claimed document whose every page has an OCR result in the cache."""
+
+    claim: ClaimedDocument
+    pages: list[dict[str, Any]]  # rows for `pages`: page_index, width, height, ... word_count
+
+
+@dataclass
+class OCRChunk:
+    documents: list[OCRDocument] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    released: list[Failure] = field(default_factory=list)  # back to 'queued': try next run
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractedChunk:
+    records: list[ExtractionRecord] = field(default_factory=list)
+    keys: dict[int, str] = field(default_factory=dict)  # document id -> object key
+    failures: list[Failure] = field(default_factory=list)
+    released: list[Failure] = field(default_factory=list)
+    pages: int = 0
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    ocr_seconds: float = 0.0
+    extract_seconds: float = 0.0
+
+
+@dataclass
+class StoredChunk:
+    documents: int = 0
+    extracted: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    released: int = 0
+    pages: int = 0
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    ocr_seconds: float = 0.0
+    extract_seconds: float = 0.0
+    store_seconds: float = 0.0
+
+
+class DocumentFailed(Exception):
+    """This document cannot be processed; the reason goes into `documents.last_error`."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DocumentChanged(Exception):
+    """The object's bytes are no longer the claimed content: release it for the next run."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the OCR cache
+
+
+def ocr_engine_id() -> str:
+    """The id `docformer.ocr.OCREngine` stamps on its results, without building the engine.
+
+    Building the engine loads PaddleOCR (seconds); a run whose pages are all cached must not
+    pay for that just to know the cache key. Checked against the engine's own id in the tests.
+    """
+    from docformer.ocr.engine import UNCLIP_RATIO, WORDS_VERSION
+    from docformer.ocr.models import DETECTION_MODEL, RECOGNITION_MODEL, WEIGHTS_PACKAGE
+
+    return (
+        f"paddleocr-{version('paddleocr')}/{DETECTION_MODEL}+{RECOGNITION_MODEL}"
+        f"/{WEIGHTS_PACKAGE}-{version(WEIGHTS_PACKAGE)}/onnxruntime-{version('onnxruntime')}"
+        f"/unclip-{UNCLIP_RATIO}/words-v{WORDS_VERSION}"
+    )
+
+
+def ocr_cache_key(engine_id: str, sha256: str, page: int) -> str:
+    """`ocr/<engine>/<sha256>/<page>.json`; the engine id's slashes and plus signs become `_`
+    so each id is one path segment and no S3 server has to agree on how to escape them."""
+    engine = re.sub(r"[^A-Za-z0-9._-]+", "_", engine_id)
+    return f"ocr/{engine}/{sha256}/{page}.json"
+
+
+def supplied_ocr_key(sha256: str, page: int) -> str:
+    """Where OCR that came with a labelled document (`<name>.ocr.json`) is kept: apart from
+    the engine's results, since no engine of ours produced it."""
+    return f"ocr/supplied/{sha256}/{page}.json"
+
+
+def read_cached_ocr(store: ObjectStore, bucket: str, key: str):
+    from docformer.document import OCRResult
+
+    try:
+        return OCRResult.from_dict(store.get_json(bucket, key))
+    except ObjectMissing:
+        return None
+
+
+def page_row(page_index: int, ocr, has_text_layer: bool) -> dict[str, Any]:
+    return {
+        "page_index": page_index,
+        "width": ocr.width,
+        "height": ocr.height,
+        "has_text_layer": has_text_layer,
+        "ocr_engine": ocr.engine,
+        "word_count": len(ocr.words),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+
+
+@task(name="open-job", **TASK_OPTIONS)
+def open_job(kind: str, parameters: dict[str, Any]) -> int:
+    """A `jobs` row in status 'running', linked to the Prefect flow run."""
+    from prefect.runtime import flow_run
+
+    from db.queries import open_job as open_job_row
+    from db.session import session_scope
+
+    with session_scope(sessions()) as session:
+        return open_job_row(session, JobKind(kind), _flow_run_id(flow_run.id), parameters)
+
+
+def _flow_run_id(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class JobSummary:
+    job_id: int
+    status: str
+    documents: int
+    extracted: int
+    failed: int
+    pages: int
+    seconds: float
+    fields: list[dict[str, Any]]  # name, count, mean_confidence
+
+    @property
+    def pages_per_minute(self) -> float:
+        return 60.0 * self.pages / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "documents": self.documents,
+            "extracted": self.extracted,
+            "failed": self.failed,
+            "pages": self.pages,
+            "seconds": round(self.seconds, 2),
+            "pages_per_minute": round(self.pages_per_minute, 1),
+            "fields": self.fields,
+        }
+
+
+@task(name="finish-job", **TASK_OPTIONS)
+def finish_job(
+    job_id: int, status: str, error: str | None = None, extra_failed: int = 0
+) -> JobSummary:
+    """Close the job (its remaining claims go back to 'queued') and read its summary back:
+    counts, wall time, and the fields it stored by name with their mean confidence."""
+    from db.queries import add_job_counts, close_job
+    from db.session import session_scope
+
+    with session_scope(sessions()) as session:
+        if extra_failed:
+            add_job_counts(
+                session, job_id, documents_seen=extra_failed, documents_failed=extra_failed
+            )
+        close_job(session, job_id, JobStatus(status), error=error)
+    with sessions()() as session:
+        job = session.get(Job, job_id)
+        rows = session.execute(
+            select(FieldRow.name, func.count(), func.avg(FieldRow.confidence))
+            .join(Extraction, Extraction.id == FieldRow.extraction_id)
+            .where(Extraction.job_id == job_id)
+            .group_by(FieldRow.name)
+            .order_by(FieldRow.name)
+        )
+        fields = [
+            {
+                "name": name,
+                "count": count,
+                "mean_confidence": None if mean is None else round(float(mean), 4),
+            }
+            for name, count, mean in rows
+        ]
+        seconds = (job.finished_at - job.started_at).total_seconds()
+        return JobSummary(
+            job_id,
+            job.status.value,
+            job.documents_seen,
+            job.documents_extracted,
+            job.documents_failed,
+            job.pages,
+            seconds,
+            fields,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+@task(name="resolve-model", **TASK_OPTIONS)
+def resolve_model(model_version: str | None = None) -> ModelRef:
+    """The model version to extract with, registered in `model_versions` and available locally.
+
+    `model_version` is a registered version's name, or a folder holding a saved model (it is
+    registered on first use, as a candidate). None means the active version; when there is
+    none yet, the checkpoint shipped with the package is registered and made active.
+    """
+    from db.models import ModelStatus
+    from db.queries import active_model_version, model_version_by_name, register_model_version
+    from db.session import session_scope
+
+    with session_scope(sessions()) as session:
+        if model_version is None:
+            version_row = active_model_version(session)
+            if version_row is None:
+                from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir
+
+                shipped = check_model_dir()  # says what is missing when it is not installed
+                version_id = register_model_version(
+                    session,
+                    DEFAULT_MODEL_NAME,
+                    str(shipped),
+                    preset="tiny",
+                    metrics=_read_metrics(shipped),
+                    status=ModelStatus.ACTIVE,
+                )
+                get_run_logger().info("registered the shipped checkpoint %s as active", shipped)
+                return ModelRef(version_id, DEFAULT_MODEL_NAME, str(shipped), str(shipped))
+        elif Path(model_version).is_dir():
+            folder = Path(model_version).resolve()
+            version_row = _version_by_uri(session, str(folder))
+            if version_row is None:
+                name = folder.name
+                if model_version_by_name(session, name) is not None:
+                    name = f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+                version_id = register_model_version(
+                    session, name, str(folder), metrics=_read_metrics(folder)
+                )
+                return ModelRef(version_id, name, str(folder), str(folder))
+        else:
+            version_row = model_version_by_name(session, model_version)
+            if version_row is None:
+                raise LookupError(f"no model version named {model_version!r}")
+        ref = (version_row.id, version_row.name, version_row.uri)
+    return ModelRef(*ref, str(local_model_dir(ref[1], ref[2])))
+
+
+def _version_by_uri(session: Session, uri: str):
+    from db.models import ModelVersion
+
+    return session.scalars(
+        select(ModelVersion).where(ModelVersion.uri == uri).order_by(ModelVersion.id).limit(1)
+    ).one_or_none()
+
+
+def _read_metrics(folder: Path) -> dict[str, Any]:
+    import json
+
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def local_model_dir(name: str, uri: str, settings: Settings | None = None) -> Path:
+    """A local folder with the weights of the version stored at `uri`: the folder itself for a
+    local path, else a copy downloaded once per machine under $DOCFLOW_HOME/models/<name>."""
+    if not uri.startswith("s3://"):
+        return Path(uri)
+    settings = settings or get_settings()
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    target = Path(settings.home).expanduser().resolve() / "models" / name
+    done = target / ".complete"
+    if not done.is_file():
+        object_store(settings).download_folder(bucket, prefix, target)
+        done.write_text(uri)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery and claims
+
+
+@task(name="discover-and-claim", **TASK_OPTIONS)
+def discover_and_claim(
+    job_id: int,
+    bucket: str,
+    prefix: str = "",
+    modified_since: datetime | None = None,
+    limit: int | None = None,
+    keys: Sequence[str] | None = None,
+    reprocess: bool = False,
+) -> Discovery:
+    """Find the objects that are new or changed, register their contents, and claim this run's
+    documents.
+
+    The run's scope is the listed objects (bucket, prefix, modified since) or the given `keys`.
+    An object whose (bucket, key, etag) is already registered is not read again; the others are
+    read and hashed, and registered by sha256 (the same bytes under two keys are one document).
+    Then the documents of the scope that are waiting (new, queued, or with an expired claim;
+    also extracted and failed ones when `reprocess`) are claimed with SKIP LOCKED, so two runs
+    at once never take the same document.
+    """
+    from db.queries import (
+        abandoned_jobs,
+        claim_documents,
+        known_objects,
+        mark_crashed_jobs,
+        register_documents,
+    )
+    from db.session import session_scope
+
+    started = time.monotonic()
+    settings, store = get_settings(), object_store()
+    discovery = Discovery()
+    if keys is not None:
+        listed = []
+        for key in dict.fromkeys(keys):
+            try:
+                listed.append(store.stat(bucket, key))
+            except ObjectMissing:
+                discovery.failures.append(Failure(key, "no such object (deleted after upload?)"))
+            except InvalidName as error:  # an event may name any key, `../x.pdf` included
+                discovery.failures.append(Failure(key, f"not a valid object key: {error}"))
+    else:
+        listed = [
+            info
+            for info in store.list_objects(bucket, prefix)
+            if modified_since is None
+            or info.last_modified is None
+            or info.last_modified >= modified_since
+        ]
+    discovery.listed = len(listed)
+
+    with sessions()() as session:
+        known = known_objects(session, bucket, {o.key: o.etag or None for o in listed})
+    to_read = [info for info in listed if info.key not in known]
+    discovery.unchanged = len(listed) - len(to_read)
+    if limit is not None:
+        to_read = to_read[:limit]
+
+    objects: list[DocumentObject] = []
+    with ThreadPoolExecutor(DISCOVERY_READERS) as readers:
+        results = readers.map(
+            lambda info: _hash_object(store, bucket, info, settings.max_document_bytes), to_read
+        )
+        for result in results:
+            if isinstance(result, Failure):
+                discovery.failures.append(result)
+            else:
+                objects.append(result)
+
+    failed_keys = {f.key for f in discovery.failures}
+    scope = [info.key for info in listed if info.key not in failed_keys]
+    with session_scope(sessions()) as session:
+        # Runs killed without a word (SIGKILL, a lost machine) are found by their expired
+        # claims: say so on their job rows, and give their documents back before claiming.
+        dead = abandoned_jobs(
+            session, JobKind.DIGITIZE, settings.claim_ttl_seconds, exclude=[job_id]
+        )
+        if dead:
+            mark_crashed_jobs(
+                session,
+                job_ids=dead,
+                error="no sign of life for longer than the claim TTL "
+                f"({settings.claim_ttl_seconds} s): the process running it was lost",
+            )
+            get_run_logger().warning("marked jobs %s crashed (their claims expired)", dead)
+        registered = register_documents(session, objects)
+        discovery.registered_new = sum(r.is_new for r in registered)
+        discovery.registered_known = len(registered) - discovery.registered_new
+        document_ids = _documents_of_keys(session, bucket, scope)
+        discovery.claimed = claim_documents(
+            session,
+            job_id,
+            limit=limit if limit is not None else len(document_ids),
+            ttl_seconds=settings.claim_ttl_seconds,
+            document_ids=document_ids,
+            reprocess=reprocess,
+        )
+    discovery.seconds = time.monotonic() - started
+    get_run_logger().info(
+        "listed %d objects (%d unchanged), registered %d new documents, claimed %d",
+        discovery.listed,
+        discovery.unchanged,
+        discovery.registered_new,
+        len(discovery.claimed),
+    )
+    return discovery
+
+
+def _hash_object(store: ObjectStore, bucket: str, info, max_bytes: int) -> DocumentObject | Failure:
+    from docformer.io import sniff_media_type
+
+    try:
+        data = store.read_bytes(bucket, info.key, max_bytes)
+    except ObjectMissing:
+        return Failure(info.key, "deleted between listing and reading")
+    except (ObjectTooLarge, InvalidName) as error:
+        return Failure(info.key, str(error))
+    return DocumentObject(
+        bucket=bucket,
+        key=info.key,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        # Unreadable content is registered too: it then fails with the reason, visibly.
+        media_type=sniff_media_type(data) or "application/octet-stream",
+        etag=info.etag or None,
+    )
+
+
+def _documents_of_keys(session: Session, bucket: str, keys: Sequence[str]) -> list[int]:
+    ids: set[int] = set()
+    for start in range(0, len(keys), 10_000):
+        ids.update(
+            session.scalars(
+                select(DocumentSource.document_id).where(
+                    DocumentSource.bucket == bucket,
+                    DocumentSource.key.in_(keys[start : start + 10_000]),
+                )
+            )
+        )
+    return sorted(ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# OCR
+
+
+def _read_claimed(store: ObjectStore, claim: ClaimedDocument, max_bytes: int):
+    """The claimed document read and rendered into pages, or DocumentFailed / DocumentChanged."""
+    from docformer.io import DocumentError, ReadLimits, read_document
+
+    try:
+        data = store.read_bytes(claim.bucket, claim.key, max_bytes)
+    except ObjectMissing as error:
+        raise DocumentFailed("deleted between listing and reading") from error
+    except (ObjectTooLarge, InvalidName) as error:
+        raise DocumentFailed(str(error)) from error
+    if hashlib.sha256(data).hexdigest() != claim.sha256:
+        raise DocumentChanged("the object changed since it was listed; the next run reads it")
+    try:
+        return read_document(data, f"s3://{claim.bucket}/{claim.key}", limits=ReadLimits(max_bytes))
+    except DocumentError as error:
+        raise DocumentFailed(f"{error.code}: {error.message}") from error
+
+
+@task(name="ocr-chunk", **TASK_OPTIONS)
+def ocr_chunk(claims: Sequence[ClaimedDocument]) -> OCRChunk:
+    """OCR every page of a chunk of documents that is not in the OCR cache yet.
+
+    The engine is one per process (PaddleOCR predictors are not thread-safe; the engine locks
+    around them) and uses several threads inside each page, so chunks running in parallel
+    threads overlap their reading, rendering and cache traffic with each other's OCR.
+    """
+    started = time.monotonic()
+    settings, store = get_settings(), object_store()
+    engine_id = ocr_engine_id()
+    result = OCRChunk()
+    for claim in claims:
+        try:
+            pages, ocred = _ocr_document(store, settings, claim, engine_id)
+        except DocumentFailed as failure:
+            result.failures.append(Failure(claim.key, failure.reason, claim.id))
+            continue
+        except DocumentChanged as changed:
+            result.released.append(Failure(claim.key, str(changed), claim.id))
+            continue
+        result.documents.append(OCRDocument(claim, pages))
+        result.pages_ocred += ocred
+        result.pages_cached += len(pages) - ocred
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _ocr_document(
+    store: ObjectStore, settings: Settings, claim: ClaimedDocument, engine_id: str
+) -> tuple[list[dict[str, Any]], int]:
+    """Page rows of one document, and how many of its pages were OCR'd now (not cached)."""
+    bucket = settings.artifact_bucket
+    # Known page count and every page cached (a re-run, a new model): no need to read the file.
+    if claim.page_count:
+        cached = [
+            read_cached_ocr(store, bucket, ocr_cache_key(engine_id, claim.sha256, index))
+            for index in range(claim.page_count)
+        ]
+        if all(ocr is not None for ocr in cached):
+            return [page_row(i, ocr, ocr.engine != engine_id) for i, ocr in enumerate(cached)], 0
+
+    document = _read_claimed(store, claim, settings.max_document_bytes)
+    fresh = []
+    for page in document.pages:
+        key = ocr_cache_key(engine_id, claim.sha256, page.index)
+        if page.has_text_layer:
+            fresh.append(page)  # born-digital: the text layer is its OCR; cache it alike
+        elif (cached := read_cached_ocr(store, bucket, key)) is not None:
+            page.ocr = cached
+        else:
+            fresh.append(page)
+    ocred = sum(not page.has_text_layer for page in fresh)
+    if ocred:
+        from docformer.ocr import ocr_document
+
+        try:
+            ocr_document(document)
+        except Exception as error:  # the engine failing on this document's pages
+            raise DocumentFailed(f"OCR error: {type(error).__name__}: {error}") from error
+    for page in fresh:
+        store.put_json(
+            bucket, ocr_cache_key(engine_id, claim.sha256, page.index), page.ocr.to_dict()
+        )
+    rows = [page_row(page.index, page.ocr, page.has_text_layer) for page in document.pages]
+    return rows, ocred
+
+
+# ---------------------------------------------------------------------------------------------
+# extraction
+
+
+@task(name="check-extract-limit", **TASK_OPTIONS)
+def check_extract_limit() -> int:
+    """The global limit extraction runs under, checked before any document is claimed: a run
+    that could not extract would only claim documents to give them back. Returns its size."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(EXTRACT_LIMIT).limit
+        except ObjectNotFound:
+            raise RuntimeError(
+                f"the global concurrency limit {EXTRACT_LIMIT!r} does not exist on this Prefect "
+                "API: run `docflow deploy` (or use `docflow run`, which creates it)"
+            ) from None
+
+
+@task(name="extract-chunk", **TASK_OPTIONS)
+def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk:
+    """Extract the fields of a chunk's documents, in batches, under the global limit.
+
+    The model is loaded once per process (`load_extractor` caches it) and runs on the GPU when
+    there is one. Without `strict=True` a limit that was never created is silently unlimited;
+    with it, `concurrency` raises `ConcurrencySlotAcquisitionError` ("Concurrency limits
+    ['docflow-extract'] must be created before acquiring slots"). `docflow deploy` creates it
+    on a server; in-process runs create it first (`flows.deployments.ensure_concurrency_limits`);
+    the flow checks it before claiming anything (`check_extract_limit`).
+    """
+    from prefect.concurrency.sync import concurrency
+
+    from docformer.extraction import load_extractor
+
+    settings, store = get_settings(), object_store()
+    engine_id = ocr_engine_id()
+    result = ExtractedChunk(
+        failures=list(ocr.failures),
+        released=list(ocr.released),
+        pages_ocred=ocr.pages_ocred,
+        pages_cached=ocr.pages_cached,
+        ocr_seconds=ocr.seconds,
+    )
+    started = time.monotonic()
+    ready = []
+    for item in ocr.documents:
+        try:
+            ready.append((item, _document_with_ocr(store, settings, item, engine_id)))
+        except DocumentFailed as failure:
+            result.failures.append(Failure(item.claim.key, failure.reason, item.claim.id))
+        except DocumentChanged as changed:
+            result.released.append(Failure(item.claim.key, str(changed), item.claim.id))
+    if not ready:
+        return result
+
+    extractor = load_extractor(model.local_dir, device=settings.device)
+    for batch in _batched(ready, settings.extract_batch_size):
+        with concurrency(EXTRACT_LIMIT, occupy=1, strict=True):
+            outcomes = _extract_batch(extractor, [document for _, document in batch])
+        for (item, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Failure):
+                result.failures.append(Failure(item.claim.key, outcome.reason, item.claim.id))
+                continue
+            result.records.append(
+                ExtractionRecord(
+                    document_id=item.claim.id,
+                    model_version_id=model.id,
+                    job_id=job_id,
+                    fields=[f.to_record() for f in outcome.fields.values()],
+                    pages=item.pages,
+                )
+            )
+            result.keys[item.claim.id] = item.claim.key
+            result.pages += len(item.pages)
+    result.extract_seconds = time.monotonic() - started
+    return result
+
+
+def _document_with_ocr(store: ObjectStore, settings: Settings, item: OCRDocument, engine_id: str):
+    """The document rendered again, each page turned the way its cached OCR saw it."""
+    from docformer.training.data import turn_image
+
+    document = _read_claimed(store, item.claim, settings.max_document_bytes)
+    for page in document.pages:
+        key = ocr_cache_key(engine_id, item.claim.sha256, page.index)
+        ocr = read_cached_ocr(store, settings.artifact_bucket, key)
+        if ocr is None:
+            raise DocumentFailed(f"page {page.index}: OCR result missing from the cache ({key})")
+        page.image = turn_image(page.image, ocr.rotation)
+        page.width, page.height = ocr.width, ocr.height
+        page.ocr = ocr
+    return document
+
+
+def _extract_batch(extractor, documents: list) -> list:
+    """One extraction per document, or a Failure for the documents the model fails on: a
+    batch that raises is retried one document at a time to find which one it was."""
+    try:
+        return list(extractor.extract(documents))
+    except Exception as error:
+        if len(documents) == 1:
+            return [Failure(documents[0].source, f"extraction error: {error}")]
+    outcomes = []
+    for document in documents:
+        try:
+            outcomes.append(extractor.extract([document])[0])
+        except Exception as error:
+            outcomes.append(Failure(document.source, f"extraction error: {error}"))
+    return outcomes
+
+
+def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------------
+# storing
+
+
+@task(name="store-chunk", **TASK_OPTIONS)
+def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> StoredChunk:
+    """One transaction per chunk: every extraction with its fields and pages (a reprocess
+    replaces the extraction of that document and model version), the failures with their
+    reasons, the releases, and the job's counters."""
+    from db.queries import (
+        add_job_counts,
+        mark_document_failed,
+        release_claim,
+        renew_claims,
+        store_extractions,
+    )
+    from db.session import session_scope
+
+    started = time.monotonic()
+    stored = StoredChunk(
+        documents=documents,
+        pages=extracted.pages,
+        pages_ocred=extracted.pages_ocred,
+        pages_cached=extracted.pages_cached,
+        ocr_seconds=extracted.ocr_seconds,
+        extract_seconds=extracted.extract_seconds,
+    )
+    with session_scope(sessions()) as session:
+        store_extractions(session, extracted.records)
+        stored.extracted = len(extracted.records)
+        for failure in extracted.failures:
+            if mark_document_failed(session, failure.document_id, job_id, failure.reason):
+                stored.failures.append(failure)
+        for release in extracted.released:
+            stored.released += release_claim(session, release.document_id, job_id, release.reason)
+        add_job_counts(
+            session,
+            job_id,
+            documents_seen=documents,
+            documents_extracted=stored.extracted,
+            documents_failed=len(stored.failures),
+            pages=stored.pages,
+        )
+        # The job's sign of life: its other claims hold for another TTL from now. A killed
+        # run stops renewing, its claims run out, and the next run takes the documents.
+        renew_claims(session, job_id, get_settings().claim_ttl_seconds)
+    stored.store_seconds = time.monotonic() - started
+    return stored
+
+
+@task(name="release-chunk", **TASK_OPTIONS)
+def release_chunk(claims: Sequence[ClaimedDocument], job_id: int, reason: str) -> int:
+    """Give a chunk that failed for good (retries exhausted) back to the queue."""
+    from db.queries import add_job_counts, release_claim
+    from db.session import session_scope
+
+    with session_scope(sessions()) as session:
+        released = sum(release_claim(session, c.id, job_id, reason) for c in claims)
+        add_job_counts(session, job_id, documents_seen=len(claims))
+    return released

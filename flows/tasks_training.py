@@ -1,0 +1,160 @@
+"""Tasks shared by the `finetune` and `pretrain` flows: turning what the database and the buckets
+hold into training data, and storing a trained model as a new version.
+
+Pages come back the way digitize saw them: the document's bytes rendered again, each page turned
+by its OCR's rotation, and its OCR result taken from (in order) the OCR given with a labelled
+document (`ocr/supplied/...`), the engine's cache (`ocr/<engine>/...`), or PaddleOCR now (and
+then cached). Images are shrunk to the model's input size at once, so a few thousand pages fit
+in memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from flows.settings import get_settings
+from flows.tasks import (
+    TASK_OPTIONS,
+    ModelRef,
+    object_store,
+    ocr_cache_key,
+    ocr_engine_id,
+    read_cached_ocr,
+    sessions,
+    supplied_ocr_key,
+)
+
+
+@dataclass
+class PageSource:
+    """Where one document's bytes are, what it is, and its labels (empty for pre-training)."""
+
+    document_id: int
+    bucket: str
+    key: str
+    sha256: str
+    labels: dict[str, str]
+
+
+def document_pages(source: PageSource, image_size: tuple[int, int] | None):
+    """[(image, OCRResult)] of one document, OCR'd now only for pages no cache holds."""
+    from docformer.io import ReadLimits, read_document
+    from docformer.training.data import shrink_image, turn_image
+
+    settings, store = get_settings(), object_store()
+    engine_id = ocr_engine_id()
+    data = store.read_bytes(source.bucket, source.key, settings.max_document_bytes)
+    document = read_document(data, source.key, limits=ReadLimits(settings.max_document_bytes))
+    missing = []
+    for page in document.pages:
+        if page.has_text_layer:
+            continue
+        for key in (
+            supplied_ocr_key(source.sha256, page.index),
+            ocr_cache_key(engine_id, source.sha256, page.index),
+        ):
+            if (ocr := read_cached_ocr(store, settings.artifact_bucket, key)) is not None:
+                page.image = turn_image(page.image, ocr.rotation)
+                page.ocr = ocr
+                break
+        else:
+            missing.append(page.index)
+    if missing:
+        from docformer.ocr import ocr_document
+
+        ocr_document(document)
+        for index in missing:
+            page = document.pages[index]
+            key = ocr_cache_key(engine_id, source.sha256, index)
+            store.put_json(settings.artifact_bucket, key, page.ocr.to_dict())
+    return [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
+
+
+@task(name="load-labelled-examples", **TASK_OPTIONS)
+def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> list[Any]:
+    """Every document with labels as a `TrainingExample` named by its sha256 (so the
+    train/holdout split does not move when a file is renamed). Unreadable ones are skipped."""
+    from db.queries import labelled_documents
+    from docformer.io import DocumentError
+    from docformer.training.data import TrainingExample
+    from flows.storage import ObjectMissing
+
+    with sessions()() as session:
+        labelled = labelled_documents(session)
+    examples = []
+    for item in labelled:
+        source = PageSource(item.document_id, item.bucket, item.key, item.sha256, item.labels)
+        try:
+            pages = document_pages(source, image_size)
+        except (DocumentError, ObjectMissing) as error:
+            get_run_logger().warning("skipping %s: %s", item.key, error)
+            continue
+        examples.append(TrainingExample(item.sha256, pages, dict(item.labels)))
+    return examples
+
+
+@task(name="load-backlog-pages", **TASK_OPTIONS)
+def load_backlog_pages(
+    max_pages: int, image_size: tuple[int, int] | None = (512, 384)
+) -> tuple[list[Any], int]:
+    """Pages of documents digitize has already read (their OCR is cached), newest first, up to
+    `max_pages`; no labels needed. Returns (pages, documents used)."""
+    from sqlalchemy import select
+
+    from db.models import Document, DocumentStatus
+
+    with sessions()() as session:
+        rows = session.execute(
+            select(Document.id, Document.source_bucket, Document.source_key, Document.sha256)
+            .where(Document.status == DocumentStatus.EXTRACTED)
+            .order_by(Document.id.desc())
+        ).all()
+    pages, documents = [], 0
+    for row in rows:
+        if len(pages) >= max_pages:
+            break
+        try:
+            pages += document_pages(PageSource(*row, {}), image_size)[: max_pages - len(pages)]
+            documents += 1
+        except Exception as error:  # a deleted or changed object: train on the others
+            get_run_logger().warning("skipping %s: %s", row.source_key, error)
+    return pages, documents
+
+
+def training_folder() -> Path:
+    """A fresh folder for a training run's output, under $DOCFLOW_HOME/training."""
+    root = Path(get_settings().home).expanduser().resolve() / "training"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+@task(name="store-model-version", **TASK_OPTIONS)
+def store_model_version(
+    folder: str, kind: str, job_id: int, parent: ModelRef, metrics: dict[str, Any]
+) -> ModelRef:
+    """Upload the model folder to `s3://<artifact bucket>/models/<name>/` and register it as a
+    candidate version whose parent is `parent`. Training state (optimizer checkpoints) stays
+    behind: a version is what extraction loads, nothing more."""
+    from db.queries import register_model_version
+    from db.session import session_scope
+
+    settings = get_settings()
+    folder_path = Path(folder)
+    shutil.rmtree(folder_path / "checkpoint", ignore_errors=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    name = f"{kind}-{stamp}-job{job_id}"
+    prefix = f"models/{name}"
+    object_store().upload_folder(folder_path, settings.artifact_bucket, prefix)
+    uri = f"s3://{settings.artifact_bucket}/{prefix}"
+    with session_scope(sessions()) as session:
+        version_id = register_model_version(
+            session, name, uri, parent_id=parent.id, metrics=metrics
+        )
+    return ModelRef(version_id, name, uri, str(folder_path))

@@ -1,0 +1,69 @@
+"""Every query in docs/SQL.md runs against a database filled by a real digitize run."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+import test_flows
+from conftest import ROOT
+from test_flows import prepare_services, seed_ocr_cache, upload_documents
+
+# The flow-test fixtures, shared: one Prefect API per module, one trained model per session.
+prefect_api = test_flows.prefect_api
+receipts = test_flows.receipts
+tiny_model = test_flows.tiny_model
+
+SQL_DOC = ROOT / "docs" / "SQL.md"
+
+
+def sql_examples() -> list[tuple[str, str]]:
+    """(heading, query) for every ```sql block of docs/SQL.md, in order."""
+    examples, heading = [], None
+    for block in re.split(r"^(## .*)$", SQL_DOC.read_text(), flags=re.M):
+        if block.startswith("## "):
+            heading = block[3:].strip()
+        for query in re.findall(r"```sql\n(.*?)```", block, flags=re.S):
+            examples.append((heading, query.strip()))
+    return examples
+
+
+def test_the_demo_prints_the_first_example():
+    from flows.demo import EXAMPLE_QUERY
+
+    assert sql_examples()[0][1] == EXAMPLE_QUERY.strip()
+    assert len(sql_examples()) >= 8
+
+
+def test_every_example_runs_on_a_digitized_database(prefect_api, docflow_env, receipts, tiny_model):
+    from db.queries import store_labels
+    from db.session import session_scope
+    from flows.digitize import digitize
+    from flows.tasks import object_store, sessions
+
+    settings = docflow_env
+    prepare_services(settings)
+    keys = upload_documents(settings, receipts)
+    seed_ocr_cache(settings, receipts)
+    object_store(settings).put_bytes(settings.inbox_bucket, "empty.png", b"")
+    summary = digitize(model_version=str(tiny_model))
+    assert summary["extracted"] == len(receipts) and summary["failed"] == 1
+    with session_scope(sessions(settings)) as session:  # a label for the last example
+        document_id = session.execute(
+            sa.text("SELECT document_id FROM document_sources WHERE key = :key"), {"key": keys[0]}
+        ).scalar_one()
+        store_labels(session, document_id, {"total": receipts[0].fields["total"]}, "test")
+
+    engine = sa.create_engine(settings.database_url.get_secret_value())
+    results = {}
+    with engine.connect() as conn:
+        for heading, query in sql_examples():
+            results[heading] = conn.execute(sa.text(query)).all()
+    engine.dispose()
+
+    totals = results["Totals by company, largest first"]
+    assert len(totals) == len(receipts)
+    assert {row.company for row in totals} == {r.fields["company"] for r in receipts}
+    assert results["Documents that failed, and why"][0].source_key == "empty.png"
+    assert len(results["One row per document, fields as columns"]) == len(receipts)
+    assert results["Extracted values against labels"][0].exact_match == 1
