@@ -38,7 +38,6 @@ from db.models import (
     Label,
     ModelStatus,
     ModelVersion,
-    Page,
     ReviewStatus,
     TrainingKind,
     TrainingRun,
@@ -391,14 +390,27 @@ def abandoned_jobs(
 
 
 def renew_claims(session: Session, job_id: int, ttl_seconds: float) -> int:
-    """Push the expiry of every claim `job_id` still holds to now + `ttl_seconds`: the sign of
-    life of a running job. Returns the number of claims renewed."""
-    result = session.execute(
-        update(Document)
+    """The sign of life of a running job: the claims `job_id` holds that have less than half
+    of `ttl_seconds` left now expire `ttl_seconds` from now. Returns how many were renewed.
+
+    Renewing only claims past half their time keeps the cost flat: a run of any size rewrites
+    its claims about twice per TTL, not after every chunk. Rows that another transaction holds
+    (a chunk of this job being stored) are skipped, not waited for: waiting here, after that
+    transaction's own updates wait on rows this one renewed, would be a deadlock.
+    """
+    renewable = (
+        select(Document.id)
         .where(
             Document.claimed_by_job_id == job_id,
             Document.status == DocumentStatus.PROCESSING,
+            Document.claim_expires_at < func.now() + dt.timedelta(seconds=ttl_seconds / 2),
         )
+        .with_for_update(skip_locked=True)
+        .cte("renewable")
+    )
+    result = session.execute(
+        update(Document)
+        .where(Document.id == renewable.c.id)
         .values(claim_expires_at=func.now() + dt.timedelta(seconds=ttl_seconds))
         .execution_options(synchronize_session=False)
     )
@@ -694,6 +706,33 @@ def store_pages(session: Session, document_id: int, pages: Sequence[Mapping[str,
     store_pages_of_documents(session, {document_id: pages})
 
 
+PAGE_COLUMNS = (
+    "document_id",
+    "page_index",
+    "width",
+    "height",
+    "has_text_layer",
+    "ocr_engine",
+    "word_count",
+)
+# Fixed SQL over arrays, like the extraction statements below: a multi-row VALUES built per
+# call costs more to compile in Python than PostgreSQL spends running it.
+UPSERT_PAGES = text(
+    """
+    INSERT INTO pages (document_id, page_index, width, height, has_text_layer, ocr_engine,
+                       word_count)
+    SELECT * FROM unnest(
+        CAST(:document_id AS bigint[]), CAST(:page_index AS integer[]),
+        CAST(:width AS integer[]), CAST(:height AS integer[]),
+        CAST(:has_text_layer AS boolean[]), CAST(:ocr_engine AS text[]),
+        CAST(:word_count AS integer[])
+    )
+    ON CONFLICT (document_id, page_index) DO UPDATE
+    SET width = excluded.width, height = excluded.height,
+        has_text_layer = excluded.has_text_layer, ocr_engine = excluded.ocr_engine,
+        word_count = excluded.word_count
+    """
+)
 SET_PAGE_COUNTS = text(
     """
     UPDATE documents AS d
@@ -738,15 +777,8 @@ def store_pages_of_documents(
         return
     # One upsert cannot touch a row twice: a later entry for the same page wins.
     rows = list({(row["document_id"], row["page_index"]): row for row in rows}.values())
-    statement = pg_insert(Page).values(rows)
     session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Page.document_id, Page.page_index],
-            set_={
-                name: statement.excluded[name]
-                for name in ("width", "height", "has_text_layer", "ocr_engine", "word_count")
-            },
-        )
+        UPSERT_PAGES, {column: [row[column] for row in rows] for column in PAGE_COLUMNS}
     )
     session.execute(
         SET_PAGE_COUNTS,
