@@ -99,6 +99,9 @@ class DocFormerV2Config(T5Config):
         Weights of the three pre-training losses in the total loss.
     autocast_bf16 (`bool`, defaults to True):
         Run forward/generation under bfloat16 autocast when the weights are on a CUDA device.
+    copy_mechanism (`bool`, defaults to True):
+        Mix a copy distribution over the page's OCR tokens into the decoder's output (see
+        `CopyHead`); False gives the paper's plain LM head.
     decoder_start_token_id (`int`, defaults to 0):
         First decoder input (the pad token, as in T5).
     """
@@ -116,6 +119,7 @@ class DocFormerV2Config(T5Config):
     line_loss_weight: float | int = 1.0
     grid_loss_weight: float | int = 1.0
     autocast_bf16: bool = True
+    copy_mechanism: bool = True
     # T5 starts decoding from the pad token; transformers 5 keeps this out of T5Config.
     decoder_start_token_id: int | None = 0
 

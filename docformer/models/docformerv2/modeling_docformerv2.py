@@ -13,7 +13,8 @@ Read top to bottom:
    each position carrying a modality embedding: 0 = visual patch, 1 = OCR text, 2 = prompt or
    special token. Three modalities rather than two because a prompt token has no place on the
    page (it gets the full-page box) and would otherwise look like an OCR word spanning the page.
-4. The decoder is the plain T5 text decoder with the LM head tied to the shared embeddings.
+4. The decoder is the plain T5 text decoder with the LM head tied to the shared embeddings;
+   `CopyHead` (our addition, on by default) mixes in copying of the page's OCR tokens.
 5. Two encoder heads for pre-training: token-to-line (pair classifier over
    [h_i, h_j, h_i * h_j]) and token-to-grid (linear to grid_size**2 cells). Positions given to
    them (`line_pairs`, `grid_labels`) index the TEXT part of the encoder sequence, i.e. the
@@ -159,6 +160,53 @@ class TokenToGridHead(nn.Module):
         return self.out(text_states)
 
 
+class CopyHead(nn.Module):
+    """Pointer-generator output (See et al., 2017): the next token is drawn either from the
+    vocabulary or copied from an OCR token of the page.
+
+    Not in the DocFormerv2 paper, which learns copying through the plain LM head over a large
+    pre-training run. Key-value answers are almost all verbatim spans of the page, and a small
+    model fine-tuned on a few thousand pages learned to emit the field names and the empty
+    answer long before it learned to copy values (greedy decoding then answers "" everywhere).
+    An explicit copy distribution makes copying one attention away, so it is learned in a few
+    hundred steps. With `copy_mechanism=False` the model is the paper's plain decoder.
+
+    p(w) = g * softmax(lm_logits)(w) + (1 - g) * sum over OCR positions i with token w of a_i,
+    where a = softmax(q(decoder state) . k(encoder text state)) over the copyable positions and
+    the gate g = sigmoid(w . [decoder state ; attended encoder state]).
+    """
+
+    def __init__(self, config: DocFormerV2Config):
+        super().__init__()
+        d = config.d_model
+        self.query = nn.Linear(d, d, bias=False)
+        self.key = nn.Linear(d, d, bias=False)
+        self.gate = nn.Linear(2 * d, 1)
+
+    def forward(
+        self,
+        decoder_states: torch.Tensor,
+        lm_logits: torch.Tensor,
+        text_states: torch.Tensor,
+        input_ids: torch.LongTensor,
+        copyable: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-probabilities (B, L, V) of the mixed distribution (they serve as logits)."""
+        scores = torch.einsum(
+            "bld,bsd->bls", self.query(decoder_states), self.key(text_states)
+        ).float() * (decoder_states.size(-1) ** -0.5)
+        scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
+        attention = scores.softmax(-1) * copyable[:, None, :]  # rows without any copyable: 0
+        context = torch.einsum("bls,bsd->bld", attention.to(text_states.dtype), text_states)
+        gate = torch.sigmoid(self.gate(torch.cat([decoder_states, context], -1)).float())
+        has_source = copyable.any(-1)[:, None, None]
+        gate = torch.where(has_source, gate, torch.ones_like(gate))
+        probs = gate * lm_logits.float().softmax(-1)
+        index = input_ids[:, None, :].expand(-1, decoder_states.size(1), -1)
+        probs = probs.scatter_add(-1, index, (1 - gate) * attention)
+        return probs.clamp_min(1e-12).log()
+
+
 class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
     config_class = DocFormerV2Config
     config: DocFormerV2Config
@@ -195,6 +243,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.line_head = TokenToLineHead(config)
         self.grid_head = TokenToGridHead(config)
+        self.copy_head = CopyHead(config) if config.copy_mechanism else None
         self.post_init()
 
     # --- weights -------------------------------------------------------------------------
@@ -338,7 +387,9 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     encoder_attention_mask=full_mask,
                     use_cache=False,
                 ).last_hidden_state
-                logits = self.lm_head(self._scale_for_tied_head(decoder_states))
+                logits = self.output_logits(
+                    decoder_states, text_states, input_ids, attention_mask, token_type_ids
+                )
                 if labels is not None:
                     mlm_loss = F.cross_entropy(
                         logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
@@ -368,6 +419,25 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
             encoder_last_hidden_state=encoder_states,
             encoder_attention_mask=full_mask,
         )
+
+    def output_logits(
+        self,
+        decoder_states: torch.Tensor,
+        text_states: torch.Tensor,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.LongTensor | None,
+    ) -> torch.Tensor:
+        """Next-token scores (B, L, V): the LM head's logits, or with the copy mechanism the
+        log-probabilities of the vocabulary/copy mixture (softmax of either is the distribution).
+        Copyable: attended OCR positions (token type 0), never the prompt or special tokens."""
+        lm_logits = self.lm_head(self._scale_for_tied_head(decoder_states))
+        if self.copy_head is None:
+            return lm_logits
+        copyable = attention_mask.bool()
+        if token_type_ids is not None:
+            copyable &= token_type_ids == 0
+        return self.copy_head(decoder_states, lm_logits, text_states, input_ids, copyable)
 
     def _scale_for_tied_head(self, decoder_states: torch.Tensor) -> torch.Tensor:
         # T5 rescales before a head tied to the (unit-scale) input embeddings.
@@ -399,6 +469,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
             encoder_outputs, full_mask = self.encode(
                 input_ids, bbox, attention_mask, pixel_values, token_type_ids
             )
+            text_states = encoder_outputs.last_hidden_state[:, self.config.num_visual_tokens :]
             cache = EncoderDecoderCache(
                 DynamicCache(config=self.config), DynamicCache(config=self.config)
             )
@@ -414,7 +485,13 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     use_cache=True,
                 )
                 cache = out.past_key_values
-                step_logits = self.lm_head(self._scale_for_tied_head(out.last_hidden_state[:, -1]))
+                step_logits = self.output_logits(
+                    out.last_hidden_state[:, -1:],
+                    text_states,
+                    input_ids,
+                    attention_mask,
+                    token_type_ids,
+                )[:, 0]
                 step_probs = step_logits.float().softmax(-1)
                 prob, token = step_probs.max(-1)
                 token = token.masked_fill(finished, pad)
