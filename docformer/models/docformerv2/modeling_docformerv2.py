@@ -172,8 +172,13 @@ class CopyHead(nn.Module):
     hundred steps. With `copy_mechanism=False` the model is the paper's plain decoder.
 
     p(w) = g * softmax(lm_logits)(w) + (1 - g) * sum over OCR positions i with token w of a_i,
-    where a = softmax(q(decoder state) . k(encoder text state)) over the copyable positions and
-    the gate g = sigmoid(w . [decoder state ; attended encoder state]).
+    where a = softmax(q(decoder state) . k(encoder text state) + b * follows) over the copyable
+    positions and the gate g = sigmoid(w . [decoder state ; attended encoder state]).
+
+    `follows` marks the OCR positions right after an occurrence of the token just emitted: a
+    learned bonus b for continuing the span being copied. Without it the attention knows what
+    it copies but not where it is in the span, and a small model repeats a span's first token
+    ("HARD HARD HARD ...") instead of walking along it.
     """
 
     def __init__(self, config: DocFormerV2Config):
@@ -182,6 +187,7 @@ class CopyHead(nn.Module):
         self.query = nn.Linear(d, d, bias=False)
         self.key = nn.Linear(d, d, bias=False)
         self.gate = nn.Linear(2 * d, 1)
+        self.follow_bonus = nn.Parameter(torch.zeros(1))
 
     def forward(
         self,
@@ -190,11 +196,16 @@ class CopyHead(nn.Module):
         text_states: torch.Tensor,
         input_ids: torch.LongTensor,
         copyable: torch.Tensor,
+        previous_tokens: torch.LongTensor,
     ) -> torch.Tensor:
-        """Log-probabilities (B, L, V) of the mixed distribution (they serve as logits)."""
+        """Log-probabilities (B, L, V) of the mixed distribution (they serve as logits).
+        previous_tokens (B, L): the decoder input at each step, i.e. the token emitted before."""
         scores = torch.einsum(
             "bld,bsd->bls", self.query(decoder_states), self.key(text_states)
         ).float() * (decoder_states.size(-1) ** -0.5)
+        before = F.pad(input_ids[:, :-1], (1, 0), value=-1)  # the token before each position
+        follows = before[:, None, :] == previous_tokens[:, :, None]
+        scores = scores + self.follow_bonus.float() * follows
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
         attention = scores.softmax(-1) * copyable[:, None, :]  # rows without any copyable: 0
         context = torch.einsum("bls,bsd->bld", attention.to(text_states.dtype), text_states)
@@ -255,7 +266,11 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         factor = self.config.initializer_factor
         if module is self.lm_head:
             return  # tied to `shared`
-        if any(module is table for table in self.spatial.children()):
+        if isinstance(module, CopyHead):
+            # Starts as a clear preference for continuing a span; learned from there. The
+            # Linear layers inside are initialised on their own visit.
+            init.constant_(module.follow_bonus, 2.0)
+        elif any(module is table for table in self.spatial.children()):
             # Six tables are summed: std 1/sqrt(6) each keeps the layout signal at the scale of
             # one token embedding instead of drowning it.
             init.normal_(module.weight, mean=0.0, std=factor * 6**-0.5)
@@ -388,7 +403,12 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     use_cache=False,
                 ).last_hidden_state
                 logits = self.output_logits(
-                    decoder_states, text_states, input_ids, attention_mask, token_type_ids
+                    decoder_states,
+                    text_states,
+                    input_ids,
+                    attention_mask,
+                    token_type_ids,
+                    decoder_input_ids,
                 )
                 if labels is not None:
                     mlm_loss = F.cross_entropy(
@@ -427,6 +447,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.LongTensor | None,
+        decoder_input_ids: torch.LongTensor,
     ) -> torch.Tensor:
         """Next-token scores (B, L, V): the LM head's logits, or with the copy mechanism the
         log-probabilities of the vocabulary/copy mixture (softmax of either is the distribution).
@@ -437,7 +458,9 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         copyable = attention_mask.bool()
         if token_type_ids is not None:
             copyable &= token_type_ids == 0
-        return self.copy_head(decoder_states, lm_logits, text_states, input_ids, copyable)
+        return self.copy_head(
+            decoder_states, lm_logits, text_states, input_ids, copyable, decoder_input_ids
+        )
 
     def _scale_for_tied_head(self, decoder_states: torch.Tensor) -> torch.Tensor:
         # T5 rescales before a head tied to the (unit-scale) input embeddings.
@@ -491,6 +514,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     input_ids,
                     attention_mask,
                     token_type_ids,
+                    next_input,
                 )[:, 0]
                 step_probs = step_logits.float().softmax(-1)
                 prob, token = step_probs.max(-1)
