@@ -8,8 +8,10 @@ A claim, in particular, only takes effect for other workers once its transaction
 Order of the calls in one digitize run:
     job_id = open_job(...)
     registered = register_documents(...)          # after discovery (skip known_objects first)
+    mark_crashed_jobs(session, job_ids=abandoned_jobs(...))   # runs that were killed
     claimed = claim_documents(session, job_id, ...)
     store_extraction(...) | mark_document_failed(...) | release_claim(...)   # per document
+    renew_claims(session, job_id, ttl)            # after each stored chunk: the run is alive
     close_job(session, job_id, "completed", ...)
 """
 
@@ -922,6 +924,14 @@ def activate_model_version(session: Session, version_id: int) -> None:
         .execution_options(synchronize_session=False)
     )
     session.expire_all()  # ORM objects loaded before still say the old statuses
+
+
+def lock_model_versions(session: Session) -> None:
+    """Serialise changes to `model_versions` until this transaction ends (the advisory lock
+    activations take). Two runs that register the same model folder, or the shipped
+    checkpoint, on first use then go one after the other, and the second finds the first's
+    row instead of failing on the unique name."""
+    session.execute(select(func.pg_advisory_xact_lock(ACTIVATE_MODEL_LOCK_ID)))
 
 
 def active_model_version(session: Session) -> ModelVersion | None:

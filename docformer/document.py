@@ -62,9 +62,16 @@ class OCRResult:
     def from_dict(cls, data: dict[str, Any]) -> OCRResult:
         version = data.get("schema_version", OCR_SCHEMA_VERSION)
         if version != OCR_SCHEMA_VERSION:
-            raise ValueError(f"unsupported OCR schema version {version} (expected {OCR_SCHEMA_VERSION})")
+            raise ValueError(
+                f"unsupported OCR schema version {version} (expected {OCR_SCHEMA_VERSION})"
+            )
         words = [
-            Word(w["text"], tuple(float(v) for v in w["box"]), float(w.get("confidence", 1.0)), int(w.get("line_id", 0)))
+            Word(
+                w["text"],
+                tuple(float(v) for v in w["box"]),
+                float(w.get("confidence", 1.0)),
+                int(w.get("line_id", 0)),
+            )
             for w in data["words"]
         ]
         return cls(

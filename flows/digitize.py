@@ -106,13 +106,18 @@ def digitize(
             extracted, job_id=unmapped(job_id), documents=[len(c) for c in chunks]
         )
 
-        chunk_of = {future.task_run_id: chunk for future, chunk in zip(stored, chunks, strict=True)}
+        chunk_of = {
+            store_future.task_run_id: (chunk, (ocr_future, extract_future, store_future))
+            for chunk, ocr_future, extract_future, store_future in zip(
+                chunks, ocr, extracted, stored, strict=True
+            )
+        }
         results: list[StoredChunk] = []
         chunk_errors: list[str] = []
         released = 0
         for future in as_completed(stored):
-            outcome = future.result(raise_on_failure=False)
-            chunk = chunk_of[future.task_run_id]
+            chunk, futures = chunk_of[future.task_run_id]
+            outcome = _chunk_outcome(futures)
             if isinstance(outcome, StoredChunk):
                 results.append(outcome)
                 released += outcome.released
@@ -166,6 +171,24 @@ def digitize(
         summary["pages_per_minute"],
     )
     return summary
+
+
+def _chunk_outcome(futures: tuple) -> Any:
+    """A chunk's StoredChunk, or the error that stopped it.
+
+    When a chunk's OCR or extraction fails for good, the tasks after it never run: they stay
+    Pending ("NotReady") and have no result to ask for (asking raises `UnfinishedRun`, which
+    would fail the whole run over one chunk). The error is then the first failed task's.
+    """
+    *upstream, stored = futures
+    stored.wait()
+    if stored.state.is_completed():
+        return stored.result()
+    for future in [*upstream, stored]:
+        future.wait()
+        if future.state.is_final() and not future.state.is_completed():
+            return future.result(raise_on_failure=False)
+    return RuntimeError(f"the chunk's tasks ended in state {stored.state.name}")
 
 
 def _close_failed(job_id: int, error: BaseException) -> None:

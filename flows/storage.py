@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.helpers import check_bucket_name, check_object_name
 
 if TYPE_CHECKING:
     from flows.settings import Settings
@@ -332,10 +333,15 @@ class ObjectStore:
     # -- errors -----------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T], bucket: str, key: str | None = None) -> T:
+        try:  # the SDK's own name checks; it would raise a bare ValueError from inside `fn`
+            if bucket:
+                check_bucket_name(bucket)
+            if key is not None:
+                check_object_name(key)
+        except ValueError as exc:
+            raise InvalidName(f"{_where(bucket, key)}: {exc}") from exc
         try:
             return fn()
-        except ValueError as exc:  # the SDK's own name checks, before any request
-            raise InvalidName(f"{_where(bucket, key)}: {exc}") from exc
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _translate(exc, bucket, key) from exc
 

@@ -18,6 +18,10 @@ Errors, sorted by what helps:
   is gone or too large; OCR or the model fails on it): that document is marked failed with the
   reason and the run goes on; it is not retried.
 
+Claims hold for `claim_ttl_seconds` and every stored chunk renews its job's claims, so a live
+run keeps its documents and a killed one loses them: the next run's discovery marks a job whose
+claims all ran out `crashed` (`db.queries.abandoned_jobs`) and takes its documents.
+
 Only `discover_and_claim`, `store_chunk` and the job tasks touch the database; OCR and extraction
 only read the bucket, so they can run wherever the CPUs or the GPU are.
 """
@@ -384,10 +388,16 @@ def resolve_model(model_version: str | None = None) -> ModelRef:
     none yet, the checkpoint shipped with the package is registered and made active.
     """
     from db.models import ModelStatus
-    from db.queries import active_model_version, model_version_by_name, register_model_version
+    from db.queries import (
+        active_model_version,
+        lock_model_versions,
+        model_version_by_name,
+        register_model_version,
+    )
     from db.session import session_scope
 
     with session_scope(sessions()) as session:
+        lock_model_versions(session)  # runs started together may both register on first use
         if model_version is None:
             version_row = active_model_version(session)
             if version_row is None:

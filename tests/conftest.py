@@ -100,8 +100,10 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     base = free_port_block(4)
     access, secret = "docflow-test", secrets.token_hex(16)
     env = _script_env(
-        S3_DIR=str(data_dir), S3_BASE_PORT=str(base),
-        AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret,
+        S3_DIR=str(data_dir),
+        S3_BASE_PORT=str(base),
+        AWS_ACCESS_KEY_ID=access,
+        AWS_SECRET_ACCESS_KEY=secret,
     )
     out = subprocess.run(
         [str(LOCAL / "seaweedfs.sh"), "start"], env=env, check=True, capture_output=True, text=True
