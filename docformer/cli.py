@@ -11,10 +11,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ocr": ("docformer.ocr.cli", "read documents and print their OCR words and lines as JSON"),
     "synth": ("docformer.synth.cli", "generate a synthetic labelled corpus"),
     "tokenizer": ("docformer.tokenization", "train the tokenizer on a text corpus"),
-    "pretrain": ("docformer.training.pretrain", "pre-train DocFormerv2 on the three self-supervised tasks"),
-    "finetune": ("docformer.training.finetune", "fine-tune key-value extraction on a labelled folder"),
+    "pretrain": (
+        "docformer.training.pretrain",
+        "pre-train DocFormerv2 on the three self-supervised tasks",
+    ),
+    "finetune": (
+        "docformer.training.finetune",
+        "fine-tune key-value extraction on a labelled folder",
+    ),
     "extract": ("docformer.extraction", "extract fields from documents as JSON"),
     "eval": ("docformer.evaluation", "precision, recall, F1 and ANLS on a labelled folder"),
+    "export": ("docformer.checkpoints.export", "write a trained model as a compact checkpoint"),
 }
 
 
