@@ -20,6 +20,7 @@ from docformer.models.docformerv2 import (
     merge_window_answers,
     normalize_boxes,
 )
+from docformer.models.docformerv2.modeling_docformerv2 import NoRepeatNGram
 from docformer.pretraining import PretrainingCollator
 from docformer.tokenization import train_tokenizer
 
@@ -270,7 +271,11 @@ def test_sdpa_and_eager_attention_agree(config, processor):
         assert torch.allclose(a[key], b[key], atol=1e-4), key
 
 
-def test_greedy_generation_matches_teacher_forcing_and_batching(model, processor, config):
+def test_greedy_generation_matches_teacher_forcing_and_batching(
+    model, processor, config, monkeypatch
+):
+    # Plain argmax decoding: the n-gram rule (tested below) departs from it by design.
+    monkeypatch.setattr(model.config, "no_repeat_ngram_size", 0)
     pages = [make_page(13, 6), make_page(14, 30)]
     batch = processor([p[0] for p in pages], [p[1] for p in pages], prompts=["total", "date"])
     generation = model.generate_answers(**batch, max_new_tokens=6)
@@ -300,3 +305,23 @@ def test_greedy_generation_matches_teacher_forcing_and_batching(model, processor
         n = generation.lengths[b]
         assert math.isclose(answer.confidence, math.prod(probs[b, :n].tolist()), rel_tol=1e-6)
         assert len(answer.token_probs) == n
+
+
+def test_generation_never_repeats_an_ngram(model, processor):
+    block = NoRepeatNGram(batch=2, size=3)
+    for step in ([5, 1], [6, 1], [5, 1], [6, 2]):
+        block.add(torch.tensor(step))
+    # row 0 wrote 5 6 5 6: after "5 6" came 5, so 5 is banned now; row 1 wrote 1 1 1 2.
+    probs = block.mask(torch.full((2, 8), 0.1))
+    assert probs[0, 5] < 0 and (probs[0, :5] > 0).all() and (probs[1] > 0).all()
+
+    # An untrained model left to itself loops; with the rule no 4 tokens come twice.
+    pages = [make_page(13, 6), make_page(14, 30)]
+    batch = processor([p[0] for p in pages], [p[1] for p in pages], prompts=["total", "date"])
+    generation = model.generate_answers(**batch, max_new_tokens=24)
+    size = model.config.no_repeat_ngram_size
+    assert size == 4
+    for b, n in enumerate(generation.lengths.tolist()):
+        ids = generation.sequences[b, :n].tolist()
+        grams = [tuple(ids[i : i + size]) for i in range(len(ids) - size + 1)]
+        assert len(grams) == len(set(grams))

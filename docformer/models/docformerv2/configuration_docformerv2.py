@@ -102,6 +102,11 @@ class DocFormerV2Config(T5Config):
     copy_mechanism (`bool`, defaults to True):
         Mix a copy distribution over the page's OCR tokens into the decoder's output (see
         `CopyHead`); False gives the paper's plain LM head.
+    no_repeat_ngram_size (`int`, defaults to 4):
+        Greedy generation never writes the same n tokens twice (0 turns the rule off). A copy
+        head that follows a span by token identity can loop on a span holding a token twice
+        ("43000 KAJANG, 43000 KAJANG, ..."), and a loop spends the token budget of every
+        field after it. Field names differ, so the answer's own structure never repeats 4 tokens.
     decoder_start_token_id (`int`, defaults to 0):
         First decoder input (the pad token, as in T5).
     """
@@ -120,6 +125,7 @@ class DocFormerV2Config(T5Config):
     grid_loss_weight: float | int = 1.0
     autocast_bf16: bool = True
     copy_mechanism: bool = True
+    no_repeat_ngram_size: int = 4
     # T5 starts decoding from the pad token; transformers 5 keeps this out of T5Config.
     decoder_start_token_id: int | None = 0
 

@@ -178,7 +178,10 @@ class CopyHead(nn.Module):
     `follows` marks the OCR positions right after an occurrence of the token just emitted: a
     learned bonus b for continuing the span being copied. Without it the attention knows what
     it copies but not where it is in the span, and a small model repeats a span's first token
-    ("HARD HARD HARD ...") instead of walking along it.
+    ("HARD HARD HARD ...") instead of walking along it. A token seen in many places (",", "NO")
+    leaves `follows` ambiguous, and the copy jumps to another occurrence ("43000 KAJANG, 43000
+    KAJANG, ..."): `follows_pair` marks the positions after an occurrence of the last *two*
+    tokens emitted, which is almost always one place, and earns a second bonus b2.
     """
 
     def __init__(self, config: DocFormerV2Config):
@@ -188,6 +191,7 @@ class CopyHead(nn.Module):
         self.key = nn.Linear(d, d, bias=False)
         self.gate = nn.Linear(2 * d, 1)
         self.follow_bonus = nn.Parameter(torch.zeros(1))
+        self.follow_pair_bonus = nn.Parameter(torch.zeros(1))
 
     def forward(
         self,
@@ -199,13 +203,22 @@ class CopyHead(nn.Module):
         previous_tokens: torch.LongTensor,
     ) -> torch.Tensor:
         """Log-probabilities (B, L, V) of the mixed distribution (they serve as logits).
-        previous_tokens (B, L): the decoder input at each step, i.e. the token emitted before."""
+
+        previous_tokens (B, L'), L' >= L: the decoder inputs so far; its last L columns are the
+        inputs of the L decoder states (the token emitted before each), and the column before
+        each of those is the token emitted before that (generation passes its whole history)."""
+        length = decoder_states.size(1)
+        last = previous_tokens[:, -length:]
+        second_last = F.pad(previous_tokens, (1, 0), value=-1)[:, -length - 1 : -1]
         scores = torch.einsum(
             "bld,bsd->bls", self.query(decoder_states), self.key(text_states)
         ).float() * (decoder_states.size(-1) ** -0.5)
         before = F.pad(input_ids[:, :-1], (1, 0), value=-1)  # the token before each position
-        follows = before[:, None, :] == previous_tokens[:, :, None]
+        two_before = F.pad(input_ids[:, :-2], (2, 0), value=-1)
+        follows = before[:, None, :] == last[:, :, None]
+        follows_pair = follows & (two_before[:, None, :] == second_last[:, :, None])
         scores = scores + self.follow_bonus.float() * follows
+        scores = scores + self.follow_pair_bonus.float() * follows_pair
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
         attention = scores.softmax(-1) * copyable[:, None, :]  # rows without any copyable: 0
         context = torch.einsum("bls,bsd->bld", attention.to(text_states.dtype), text_states)
@@ -270,6 +283,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
             # Starts as a clear preference for continuing a span; learned from there. The
             # Linear layers inside are initialised on their own visit.
             init.constant_(module.follow_bonus, 2.0)
+            init.constant_(module.follow_pair_bonus, 2.0)
         elif any(module is table for table in self.spatial.children()):
             # Six tables are summed: std 1/sqrt(6) each keeps the layout signal at the scale of
             # one token embedding instead of drowning it.
@@ -451,7 +465,8 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
     ) -> torch.Tensor:
         """Next-token scores (B, L, V): the LM head's logits, or with the copy mechanism the
         log-probabilities of the vocabulary/copy mixture (softmax of either is the distribution).
-        Copyable: attended OCR positions (token type 0), never the prompt or special tokens."""
+        Copyable: attended OCR positions (token type 0), never the prompt or special tokens.
+        decoder_input_ids: the inputs of the decoder states, or (generation) every input so far."""
         lm_logits = self.lm_head(self._scale_for_tied_head(decoder_states))
         if self.copy_head is None:
             return lm_logits
@@ -497,7 +512,9 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                 DynamicCache(config=self.config), DynamicCache(config=self.config)
             )
             next_input = input_ids.new_full((batch, 1), self.config.decoder_start_token_id)
+            history = next_input  # every decoder input so far, for the copy head's follows
             finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+            ngram_block = NoRepeatNGram(batch, self.config.no_repeat_ngram_size)
             tokens, probs = [], []
             for _ in range(max_new_tokens):
                 out = self.decoder(
@@ -514,23 +531,66 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     input_ids,
                     attention_mask,
                     token_type_ids,
-                    next_input,
+                    history,
                 )[:, 0]
                 step_probs = step_logits.float().softmax(-1)
-                prob, token = step_probs.max(-1)
+                # The probability reported is the model's own, before repeats are ruled out:
+                # an answer chosen only because its loop was blocked is not a confident one.
+                token = ngram_block.mask(step_probs).argmax(-1)
+                prob = step_probs.gather(-1, token[:, None])[:, 0]
                 token = token.masked_fill(finished, pad)
                 prob = prob.masked_fill(finished, 0.0)
                 tokens.append(token)
                 probs.append(prob)
+                ngram_block.add(token)
                 finished |= token == eos
                 if finished.all():
                     break
                 next_input = token[:, None]
+                history = torch.cat([history, next_input], 1)
         sequences = torch.stack(tokens, 1)
         token_probs = torch.stack(probs, 1)
         return GreedyGeneration(
             sequences=sequences, token_probs=token_probs, lengths=(token_probs > 0).sum(1)
         )
+
+
+class NoRepeatNGram:
+    """Greedy decoding's rule that no n tokens are written twice in one sequence (the same
+    rule as `no_repeat_ngram_size` in `transformers`' generation), kept incrementally: per
+    row, each (n-1)-token prefix seen so far maps to the tokens that followed it."""
+
+    def __init__(self, batch: int, size: int):
+        self.size = size
+        self.history: list[list[int]] = [[] for _ in range(batch)]
+        self.followers: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(batch)]
+
+    def mask(self, probs: torch.Tensor) -> torch.Tensor:
+        """`probs` (B, V) with the tokens that would repeat an n-gram set to -1."""
+        if self.size <= 0:
+            return probs
+        banned = [
+            (row, token)
+            for row, history in enumerate(self.history)
+            if len(history) >= self.size - 1
+            for token in self.followers[row].get(tuple(history[len(history) - self.size + 1 :]), ())
+        ]
+        if not banned:
+            return probs
+        rows, tokens = zip(*banned, strict=True)
+        probs = probs.clone()
+        probs[list(rows), list(tokens)] = -1.0
+        return probs
+
+    def add(self, tokens: torch.Tensor) -> None:
+        if self.size <= 0:
+            return
+        for row, token in enumerate(tokens.tolist()):
+            history = self.history[row]
+            if len(history) >= self.size - 1:
+                prefix = tuple(history[len(history) - self.size + 1 :])
+                self.followers[row].setdefault(prefix, set()).add(token)
+            history.append(token)
 
 
 def _masked_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor) -> torch.Tensor:
@@ -541,4 +601,9 @@ def _masked_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor) -> to
     return F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["DocFormerV2ForConditionalGeneration", "DocFormerV2Output", "GreedyGeneration"]
+__all__ = [
+    "DocFormerV2ForConditionalGeneration",
+    "DocFormerV2Output",
+    "GreedyGeneration",
+    "NoRepeatNGram",
+]
