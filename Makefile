@@ -30,8 +30,8 @@ test: install
 
 # The shipped checkpoint, from nothing (docformer/MODEL_CARD.md): a synthetic corpus, its
 # tokenizer, pre-training, fine-tuning in two rounds (the second at half the learning rate),
-# then the compact export into the package. About 2 h 30 min on 2 CPU cores; one thread per
-# step because that is how it was measured.
+# then the compact export into the package. About 2 h on 2 CPU cores (the stages' measured
+# times are in the model card); one thread per step because that is how it was measured.
 CHECKPOINT_WORK ?= .build/checkpoint
 checkpoint: install
 	$(BIN)/docformer synth --kind mixed --n 4383 --seed 1 --out $(CHECKPOINT_WORK)/corpus

@@ -40,7 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.report import ROOT, BenchResult, add_common_arguments, result_path
+from bench.report import ROOT, BenchResult, add_common_arguments
 
 SQL_DOC = ROOT / "docs" / "SQL.md"
 # Used when docs/SQL.md is not there: representative queries over the two views.
@@ -411,10 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(prefect_home, ignore_errors=True)
     result.notes = notes(result)
-    result.print()
-    path = result_path("database", args.quick, args.out)
-    result.write(path)
-    print(f"written {path}")
+    result.publish(args.out)
     return 0
 
 

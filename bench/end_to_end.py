@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.database import free_port_block
-from bench.report import BenchResult, add_common_arguments, result_path
+from bench.report import BenchResult, add_common_arguments
+from flows.demo import demo_documents, upload_documents
 
 STAGES = ("discover", "ocr", "extract", "store")
 
@@ -107,28 +108,6 @@ def fresh_state(base_settings, tag: str, new_buckets: bool = True):
     services.EmbeddedPostgres(settings).create_database()
     services.prepare(settings, echo=lambda *_: None)
     return settings
-
-
-def upload(settings, documents, prefix: str) -> list[str]:
-    from flows.tasks import object_store
-
-    store = object_store(settings)
-    keys = []
-    for document in documents:
-        key = f"{prefix}{document.name}{document.suffix}"
-        store.put_bytes(settings.inbox_bucket, key, document.encode())
-        keys.append(key)
-    return keys
-
-
-def synthetic_documents(count: int, seed: int = 2024, degrade: bool = True) -> list:
-    """One-page scans, receipts and invoices in turn (what `docflow demo` uploads)."""
-    from docformer.synth import render_document
-
-    return [
-        render_document(("receipt", "invoice")[i % 2], seed=seed, index=i, degrade=degrade)
-        for i in range(count)
-    ]
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -202,12 +181,12 @@ def digitize_run(model_version: str | None, prefix: str) -> tuple[float, dict[st
 
 
 def measure(result: BenchResult, args, base_settings, model_version, pages: int) -> None:
-    documents = synthetic_documents(pages)
+    documents = demo_documents(pages)
     bare, flow, stages = [], [], {stage: [] for stage in STAGES}
     page_counts = []
     for run_index in range(args.runs):
         settings = fresh_state(base_settings, f"{pages}_{run_index}_{uuid.uuid4().hex[:6]}")
-        upload(settings, documents, "e2e/")
+        upload_documents(settings, documents, "e2e/")
         order = ("bare", "flow") if run_index % 2 == 0 else ("flow", "bare")
         for which in order:
             if which == "bare":
@@ -311,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         from flows.deployments import ensure_concurrency_limits
 
         engine = get_engine(args.ocr_threads)  # the first caller decides its threads
-        warm_documents = synthetic_documents(1, seed=1)
+        warm_documents = demo_documents(1, seed=1)
         model_version, model_text = benchmark_model(
-            args.model, synthetic_documents(16, seed=3), Path(scratch) / "model"
+            args.model, demo_documents(16, seed=3), Path(scratch) / "model"
         )
         ensure_concurrency_limits()
         settings = fresh_state(base_settings, f"warmup_{uuid.uuid4().hex[:6]}")
-        upload(settings, warm_documents, "warmup/")
+        upload_documents(settings, warm_documents, "warmup/")
         digitize_run(model_version, "warmup/")
 
         result.figures["model"] = model_text
@@ -330,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(result, args, base_settings, model_version, pages)
 
     result.notes = notes(result)
-    result.print()
-    path = result_path("end_to_end", args.quick, args.out)
-    result.write(path)
-    print(f"written {path}")
+    result.publish(args.out)
     return 0
 
 

@@ -50,7 +50,7 @@ from functools import partial
 
 import torch
 
-from bench.report import BenchResult, add_common_arguments, result_path
+from bench.report import BenchResult, add_common_arguments
 
 DEFAULT_PEAK_TFLOPS = 989.0  # H100 SXM, bf16 dense (no sparsity)
 VOCAB_SIZE = 8000
@@ -557,10 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         result.figures["GPU"] = "no GPU: skipped"
 
     result.notes = notes(result, args)
-    result.print()
-    path = result_path("model_speed", args.quick, args.out)
-    result.write(path)
-    print(f"written {path}")
+    result.publish(args.out)
     return 0
 
 

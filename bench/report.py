@@ -150,6 +150,14 @@ class BenchResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1, default=str) + "\n")
 
+    def publish(self, out: Path | None = None) -> Path:
+        """Print the tables and write the JSON where it belongs (`result_path`); its path."""
+        self.print()
+        path = result_path(self.name, self.quick, out)
+        self.write(path)
+        print(f"written {path}")
+        return path
+
     def print(self) -> None:
         from rich.console import Console
         from rich.table import Table

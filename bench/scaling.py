@@ -39,7 +39,8 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.report import ROOT, BenchResult, add_common_arguments, result_path
+from bench.report import ROOT, BenchResult, add_common_arguments
+from flows.demo import demo_documents, upload_documents
 
 MIB = 2**20
 
@@ -150,14 +151,14 @@ def seed_ocr_cache(settings, documents) -> None:
 
 
 def measure(result: BenchResult, args, base_settings, model_version) -> None:
-    from bench.end_to_end import fresh_state, synthetic_documents, upload
+    from bench.end_to_end import fresh_state
 
     largest = max(args.documents)
     start = time.perf_counter()
-    documents = synthetic_documents(largest, seed=77, degrade=False)
+    documents = demo_documents(largest, seed=77, degrade=False)
     settings = fresh_state(base_settings, f"scaling-{uuid.uuid4().hex[:6]}")
     for size in args.documents:
-        upload(settings, documents[:size], f"scale-{size}/")
+        upload_documents(settings, documents[:size], f"scale-{size}/")
     seed_ocr_cache(settings, documents)
     print(
         f"{largest} documents made, uploaded and OCR-cached in {time.perf_counter() - start:.0f} s"
@@ -267,12 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.documents = [10]
 
-    from bench.end_to_end import benchmark_model, synthetic_documents, temporary_services
+    from bench.end_to_end import benchmark_model, temporary_services
 
     result = BenchResult.start("scaling", "Scaling", args.runs, args.quick)
     with temporary_services() as base_settings, tempfile.TemporaryDirectory() as scratch:
         model_version, model_text = benchmark_model(
-            args.model, synthetic_documents(16, seed=3), Path(scratch) / "model"
+            args.model, demo_documents(16, seed=3), Path(scratch) / "model"
         )
         result.figures["model"] = model_text
         result.figures["documents"] = (
@@ -282,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(result, args, base_settings, model_version)
 
     result.notes = notes(result, sorted(args.documents))
-    result.print()
-    path = result_path("scaling", args.quick, args.out)
-    result.write(path)
-    print(f"written {path}")
+    result.publish(args.out)
     return 0
 
 

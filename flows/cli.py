@@ -394,9 +394,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress.advance(bar)
     with _progress() as progress:
         bar = progress.add_task("uploading to the inbox", total=len(documents))
-        demo.upload_demo_documents(settings, documents, lambda: progress.advance(bar))
+        prefix = f"{settings.inbox_prefix}{demo.DEMO_PREFIX}"
+        demo.upload_documents(settings, documents, prefix, lambda: progress.advance(bar))
     ensure_concurrency_limits()
-    summary = digitize(prefix=f"{settings.inbox_prefix}{demo.DEMO_PREFIX}")
+    summary = digitize(prefix=prefix)
     print_summary(summary)
     print("\nAn example query (docs/SQL.md):\n")
     print(demo.EXAMPLE_QUERY)

@@ -33,25 +33,32 @@ ORDER BY total.value_num DESC NULLS LAST
 LIMIT 10;"""
 
 
-def demo_documents(count: int = 20, seed: int = DEMO_SEED) -> list[Any]:
-    """`count` synthetic scans, alternately receipts and invoices, the same for the same seed."""
+def demo_documents(count: int = 20, seed: int = DEMO_SEED, degrade: bool = True) -> list[Any]:
+    """`count` synthetic one-page scans, alternately receipts and invoices, the same for the same
+    seed (the benchmarks and tests upload these too)."""
     from docformer.synth import render_document
 
     return [
-        render_document(DEMO_KINDS[index % len(DEMO_KINDS)], seed=seed, index=index)
+        render_document(
+            DEMO_KINDS[index % len(DEMO_KINDS)], seed=seed, index=index, degrade=degrade
+        )
         for index in range(count)
     ]
 
 
-def upload_demo_documents(
-    settings: Settings, documents: list[Any], advance: Callable[[], None] = lambda: None
+def upload_documents(
+    settings: Settings,
+    documents: list[Any],
+    prefix: str = "",
+    advance: Callable[[], None] = lambda: None,
 ) -> list[str]:
+    """Put synthetic documents into the inbox bucket as `<prefix><name><suffix>`; their keys."""
     from flows.tasks import object_store
 
     store = object_store(settings)
     keys = []
     for document in documents:
-        key = f"{settings.inbox_prefix}{DEMO_PREFIX}{document.name}{document.suffix}"
+        key = f"{prefix}{document.name}{document.suffix}"
         store.put_bytes(settings.inbox_bucket, key, document.encode())
         keys.append(key)
         advance()

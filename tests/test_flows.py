@@ -20,6 +20,7 @@ import torch
 
 from docformer.schema import build_prompt, build_target
 from docformer.synth import SynthDocument, render_document
+from flows.demo import upload_documents
 from flows.settings import Settings
 
 torch.set_num_threads(1)
@@ -84,19 +85,6 @@ def prepare_services(settings: Settings) -> None:
     from flows import services
 
     services.prepare(settings, echo=lambda *_: None)
-
-
-def upload_documents(settings: Settings, documents: list[SynthDocument], prefix: str = ""):
-    """Put the documents into the inbox; returns their keys."""
-    from flows.tasks import object_store
-
-    store = object_store(settings)
-    keys = []
-    for document in documents:
-        key = f"{prefix}{document.name}{document.suffix}"
-        store.put_bytes(settings.inbox_bucket, key, document.encode())
-        keys.append(key)
-    return keys
 
 
 def seed_ocr_cache(settings: Settings, documents: list[SynthDocument]) -> None:

@@ -7,7 +7,9 @@ import re
 import sqlalchemy as sa
 import test_flows
 from conftest import ROOT
-from test_flows import prepare_services, seed_ocr_cache, upload_documents
+from test_flows import prepare_services, seed_ocr_cache
+
+from flows.demo import upload_documents
 
 # The flow-test fixtures, shared: one Prefect API per module, one trained model per session.
 prefect_api = test_flows.prefect_api
