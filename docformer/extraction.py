@@ -14,7 +14,9 @@ How one batch of documents is read:
    padded size (rows x longest row, visual tokens included) stays within `max_batch_tokens`: rows
    of similar length waste little on padding, and a batch of short receipts can hold many rows
    while a batch of full pages holds few. One greedy generation per batch answers all fields of
-   all its windows (`generate_answers`); results go back to their windows by index.
+   all its windows (`generate_answers`), held to the answer format with every value a piece of
+   its window's text (`docformer.schema.PageSpanConstraint`); results go back to their windows
+   by index.
 3. Per document and field, the answer kept is the most confident non-empty one among all its
    windows and pages (`merge_window_answers`' policy, extended across pages): a field is usually
    printed once, so the window that sees it answers with confidence and the others answer empty
@@ -53,7 +55,13 @@ from docformer.models.docformerv2 import (
     EncoderRow,
 )
 from docformer.normalization import is_amount_field, normalize_currency, normalize_field
-from docformer.schema import DEFAULT_FIELDS, FieldAnswer, build_prompt, parse_generation
+from docformer.schema import (
+    DEFAULT_FIELDS,
+    FieldAnswer,
+    PageSpanConstraint,
+    build_prompt,
+    parse_generation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -472,9 +480,11 @@ class Extractor:
             position = {key: i for i, key in enumerate(page_keys)}
             pixel_values = pixels[[position[(w.unit, w.page)] for w in batch_windows]]
             batch = self.processor.pad([w.row for w in batch_windows], pixel_values)
-            batch.pop("word_ids")
             batch = {key: value.to(self.device) for key, value in batch.items()}
-            generation = self.model.generate_answers(**batch, max_new_tokens=self.max_new_tokens)
+            constraint = PageSpanConstraint.for_batch(tokenizer, self.fields, batch)
+            generation = self.model.generate_answers(
+                **batch, max_new_tokens=self.max_new_tokens, constraint=constraint
+            )
             sequences = generation.sequences.tolist()
             probs = generation.token_probs.float().tolist()
             for row, window_index in enumerate(batch_indices):

@@ -17,15 +17,22 @@ of its own tokens' probabilities. The last pre-training sentinels are almost nev
 corruption (a page needs 100 masked spans to reach it), so `<extra_id_99>` is free to take this
 meaning. A field the document does not have is written with an empty value (`tax: `), so the
 model says "absent" explicitly and with a probability.
+
+Decoding is held to this format by `PageSpanConstraint`: the field names are written for the
+model, and each value must be a run of the page's own tokens (or empty).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from math import prod
 
+import torch
 from transformers import PreTrainedTokenizerBase
+
+WORD_START = "▁"  # the Metaspace mark that begins every word's first piece (docformer.tokenization)
 
 # Fields the shipped checkpoint is trained to extract (receipts and invoices), in prompt order.
 DEFAULT_FIELDS: tuple[str, ...] = (
@@ -122,10 +129,198 @@ def parse_generation(
     return {name: answers[name] for name in fields}
 
 
+class PieceTrie:
+    """The tokenizer's pieces as text ("▁" read as the space it stands for), in a character trie,
+    to find every piece that reads at a given place of a text in one walk."""
+
+    def __init__(self, pieces: Mapping[str, int]):
+        self.root: dict = {}
+        for piece, token_id in pieces.items():
+            node = self.root
+            for char in piece:
+                node = node.setdefault(char, {})
+            node.setdefault(None, []).append(token_id)  # the key None holds the ids ending here
+
+    def matches(self, text: str, at: int) -> Iterator[tuple[int, int]]:
+        """(token id, end) of every piece that `text` reads from `at`."""
+        node, position = self.root, at
+        while True:
+            for token_id in node.get(None, ()):
+                yield token_id, position
+            if position == len(text) or text[position] not in node:
+                return
+            node, position = node[text[position]], position + 1
+
+
+@dataclass
+class _Pieces:
+    continuing: PieceTrie  # every piece: "▁" continues after a space
+    opening: PieceTrie  # pieces that begin a word, without their "▁": a value may start anywhere
+    inner: PieceTrie  # pieces that do not begin a word (after a lone "▁" opened the value)
+    lone_word_start: int | None
+    unknown: int | None
+
+
+@lru_cache(maxsize=8)
+def _pieces(tokenizer: PreTrainedTokenizerBase) -> _Pieces:
+    vocab = {
+        piece: token_id
+        for piece, token_id in tokenizer.get_vocab().items()
+        if token_id not in tokenizer.all_special_ids
+    }
+    return _Pieces(
+        continuing=PieceTrie({piece.replace(WORD_START, " "): i for piece, i in vocab.items()}),
+        opening=PieceTrie(
+            {p[1:]: i for p, i in vocab.items() if p.startswith(WORD_START) and len(p) > 1}
+        ),
+        inner=PieceTrie({p: i for p, i in vocab.items() if WORD_START not in p}),
+        lone_word_start=vocab.get(WORD_START),
+        unknown=tokenizer.unk_token_id,
+    )
+
+
+class PageSpanConstraint:
+    """Greedy decoding held to the answer format, every value read off the page.
+
+    Free decoding may write any token, and a small model does: dates assembled from pieces
+    ("25-/2" for 18-11-18), addresses that wander between occurrences of a word, field names
+    misspelt so the answer is lost. Key-value answers are text of the page, so decoding is
+    constrained (as grammar-constrained decoding restricts the next token to what a grammar
+    allows): per row,
+
+    - each asked field's `name:` tokens are written in order, forced (the names are known);
+    - then the value, whose text must stay a substring of the window's text (its OCR words,
+      normalised as the tokenizer normalises them, one space between words). Text, not token
+      ids: a value may start inside a word ("12-01-19" of "Date:12-01-19", "9.00" of "RM9.00")
+      and the tokenizer splits a value written alone differently from the same letters inside
+      a longer word. An empty value says "absent";
+    - then the separator, or `</s>` after the last field.
+
+    The choice among allowed tokens is the model's (its highest probability), and the
+    probability reported is its own, unconditioned: an answer the model did not want to write is
+    not a confident one. A value cannot loop (it is a substring of a finite text), so the n-gram
+    rule of free decoding is not needed. Same interface as `NoRepeatNGram`: `mask` before each
+    choice, `add` after it.
+
+    input_ids, copyable: the encoder rows (B, S) of the batch; `copyable` marks the OCR
+    positions (attended, token type 0).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        fields: Sequence[str],
+        input_ids: torch.LongTensor,
+        copyable: torch.Tensor,
+    ):
+        if not fields:
+            raise ValueError("at least one field must be asked for")
+        self.names = [
+            tokenizer(f"{name}:", add_special_tokens=False)["input_ids"] for name in fields
+        ]
+        sep, eos = separator_id(tokenizer), tokenizer.eos_token_id
+        self.closers = [sep] * (len(fields) - 1) + [eos]
+        self.pieces = _pieces(tokenizer)
+        self.texts = [
+            self._page_text(tokenizer, row[mask].tolist())
+            for row, mask in zip(input_ids.cpu(), copyable.bool().cpu(), strict=True)
+        ]
+        batch = input_ids.size(0)
+        self.field = [0] * batch  # index of the field being written
+        self.name_position = [0] * batch  # tokens of its `name:` written so far
+        # Where the value written so far ends in the page text, at each place it reads there;
+        # None before its first token, "lone" after a lone "▁" (the next piece opens it).
+        self.ends: list[set[int] | str | None] = [None] * batch
+        self._openings: dict[tuple[int, bool], dict[int, set[int]]] = {}
+
+    @classmethod
+    def for_batch(
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        fields: Sequence[str],
+        batch: Mapping[str, torch.Tensor],
+    ) -> PageSpanConstraint:
+        """The constraint for a processor batch (its input_ids, attention_mask and
+        token_type_ids): the OCR positions are the attended ones of token type 0."""
+        copyable = batch["attention_mask"].bool() & (batch["token_type_ids"] == 0)
+        return cls(tokenizer, fields, batch["input_ids"], copyable)
+
+    def _page_text(self, tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+        # An unknown piece becomes a character no piece holds: no value reads across it.
+        pieces = ["\0" if i == self.pieces.unknown else p for i, p in
+                  zip(ids, tokenizer.convert_ids_to_tokens(ids), strict=True)]  # fmt: skip
+        return "".join(pieces).replace(WORD_START, " ")
+
+    def _in_value(self, row: int) -> bool:
+        index = self.field[row]
+        return index < len(self.names) and self.name_position[row] == len(self.names[index])
+
+    def _opening(self, row: int, lone: bool) -> dict[int, set[int]]:
+        """Token -> ends of every first piece a value can open with (after a lone "▁": its
+        second piece), anywhere in the row's text; the same for every field, so kept."""
+        key = (row, lone)
+        if key not in self._openings:
+            trie = self.pieces.inner if lone else self.pieces.opening
+            text, opening = self.texts[row], {}
+            for at in range(len(text)):
+                for token_id, end in trie.matches(text, at):
+                    opening.setdefault(token_id, set()).add(end)
+            self._openings[key] = opening
+        return self._openings[key]
+
+    def _continuing(self, row: int, ends: set[int]) -> dict[int, set[int]]:
+        text, following = self.texts[row], {}
+        for at in ends:
+            for token_id, end in self.pieces.continuing.matches(text, at):
+                if end > at:
+                    following.setdefault(token_id, set()).add(end)
+        return following
+
+    def _choices(self, row: int) -> dict[int, set[int] | str]:
+        """Every token the value may go on with, and the state it leads to."""
+        ends = self.ends[row]
+        if ends is None:
+            choices: dict[int, set[int] | str] = dict(self._opening(row, lone=False))
+            if self.pieces.lone_word_start is not None:
+                choices[self.pieces.lone_word_start] = "lone"
+            return choices
+        if ends == "lone":
+            return dict(self._opening(row, lone=True))
+        return dict(self._continuing(row, ends))
+
+    def mask(self, probs: torch.Tensor) -> torch.Tensor:
+        """`probs` (B, V) with every token the format or the page rules out set to -1."""
+        allowed = torch.zeros(probs.shape, dtype=torch.bool)
+        for row, index in enumerate(self.field):
+            if index >= len(self.names):
+                allowed[row, self.closers[-1]] = True  # finished: decoding pads it from here
+            elif not self._in_value(row):
+                allowed[row, self.names[index][self.name_position[row]]] = True
+            else:
+                allowed[row, self.closers[index]] = True
+                allowed[row, list(self._choices(row))] = True
+        return probs.masked_fill(~allowed.to(probs.device), -1.0)
+
+    def add(self, tokens: torch.Tensor) -> None:
+        """Advances every row past the token just chosen for it."""
+        for row, token in enumerate(tokens.tolist()):
+            index = self.field[row]
+            if index >= len(self.names):
+                continue
+            if not self._in_value(row):
+                self.name_position[row] += 1
+                self.ends[row] = None
+            elif token == self.closers[index]:
+                self.field[row], self.name_position[row] = index + 1, 0
+            else:
+                self.ends[row] = self._choices(row)[token]
+
+
 __all__ = [
     "DEFAULT_FIELDS",
     "FIELD_SEPARATOR",
     "FieldAnswer",
+    "PageSpanConstraint",
     "build_prompt",
     "build_target",
     "parse_generation",

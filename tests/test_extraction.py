@@ -39,7 +39,13 @@ from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
     DocFormerV2Processor,
 )
-from docformer.schema import DEFAULT_FIELDS, FIELD_SEPARATOR, build_prompt, build_target
+from docformer.schema import (
+    DEFAULT_FIELDS,
+    FIELD_SEPARATOR,
+    PageSpanConstraint,
+    build_prompt,
+    build_target,
+)
 from docformer.schema import parse_generation as parse
 from docformer.synth import render_document
 from docformer.tokenization import train_tokenizer
@@ -225,6 +231,87 @@ def test_parse_and_merge_across_windows_and_pages(model_dir):
         "date": ("25/12/2018", 2),
     }
     assert merged[1] == {}  # empty answers are never kept, however confident
+
+
+# --- decoding held to the page -------------------------------------------------------------
+
+
+def constraint_for(processor: DocFormerV2Processor, ocr: OCRResult, fields) -> tuple:
+    batch = processor([None], [ocr], build_prompt(fields))
+    return PageSpanConstraint.for_batch(processor.tokenizer, fields, batch), batch
+
+
+def allowed_after(constraint: PageSpanConstraint, vocab_size: int) -> set[int]:
+    probs = constraint.mask(torch.full((1, vocab_size), 0.5))
+    return set(torch.nonzero(probs[0] >= 0).flatten().tolist())
+
+
+def test_constraint_forces_the_names_and_keeps_values_on_the_page(model_dir):
+    processor = DocFormerV2Processor.from_pretrained(model_dir)
+    tokenizer, vocab_size = processor.tokenizer, len(processor.tokenizer)
+    fields = ["date", "total"]
+    ocr = ocr_page()
+    constraint, _ = constraint_for(processor, ocr, fields)
+    page_text = " ".join(w.text for w in ocr.words)
+    separator = tokenizer.convert_tokens_to_ids(FIELD_SEPARATOR)
+    written: list[int] = []
+
+    def write(token: int) -> None:
+        assert token in allowed_after(constraint, vocab_size)
+        constraint.add(torch.tensor([token]))
+        written.append(token)
+
+    def write_value(value: str) -> None:
+        value_ids = tokenizer(value, add_special_tokens=False)["input_ids"]
+        for i, token in enumerate(value_ids):
+            # every token allowed here keeps the value a piece of the page's text
+            for candidate in allowed_after(constraint, vocab_size) - {
+                separator,
+                tokenizer.eos_token_id,
+            }:
+                assert tokenizer.decode([*value_ids[:i], candidate]).strip() in page_text
+            write(token)
+
+    # "12/2018" starts inside the word "25/12/2018", and alone the tokenizer splits it otherwise
+    for name, value, closer in (("date", "12/2018", separator),
+                                ("total", "9.00", tokenizer.eos_token_id)):  # fmt: skip
+        name_ids = tokenizer(f"{name}:", add_special_tokens=False)["input_ids"]
+        assert allowed_after(constraint, vocab_size) == {name_ids[0]}  # the name is forced
+        for token in name_ids:
+            write(token)
+        opening = allowed_after(constraint, vocab_size)
+        assert closer in opening  # a value may be empty
+        off_page = set(tokenizer("ZEBRA 77", add_special_tokens=False)["input_ids"]) - set(
+            tokenizer(page_text, add_special_tokens=False)["input_ids"]
+        )
+        assert off_page and not off_page & opening
+        write_value(value)
+        assert ({separator, tokenizer.eos_token_id} - {closer}).isdisjoint(
+            allowed_after(constraint, vocab_size)
+        )  # the separator between fields, </s> after the last
+        write(closer)
+    answers = parse(written, [1.0] * len(written), tokenizer, fields)
+    assert {n: a.value for n, a in answers.items()} == {"date": "12/2018", "total": "9.00"}
+    assert allowed_after(constraint, vocab_size) == {tokenizer.eos_token_id}  # done: padding
+
+
+def test_constrained_generation_writes_every_field_as_a_span_of_the_page(model_dir):
+    processor = DocFormerV2Processor.from_pretrained(model_dir)
+    torch.manual_seed(1)  # an untrained model: its choices are arbitrary, the format is not
+    model = DocFormerV2ForConditionalGeneration(DocFormerV2Config.from_pretrained(model_dir)).eval()
+    ocr, fields = long_page(12), list(DEFAULT_FIELDS)
+    constraint, batch = constraint_for(processor, ocr, fields)
+    generation = model.generate_answers(**batch, max_new_tokens=400, constraint=constraint)
+    length = generation.lengths[0]
+    ids = generation.sequences[0, :length].tolist()
+    assert ids[-1] == processor.tokenizer.eos_token_id  # every field written, then the end
+    answers = parse(ids, generation.token_probs[0, :length].tolist(), processor.tokenizer, fields)
+    text = " ".join(w.text for w in ocr.words)
+    assert list(answers) == fields
+    for answer in answers.values():
+        assert answer.value in text
+        assert 0.0 <= answer.confidence <= 1.0
+    assert any(answer.value for answer in answers.values())
 
 
 # --- batching -------------------------------------------------------------------------------

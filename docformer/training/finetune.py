@@ -18,13 +18,14 @@ decoder cross-entropy is trained (no line/grid targets are passed, so those head
   row whose target carries the fields assigned to it and empty values for the others.
 
 Validation (every `--eval-every` steps, default once per epoch) runs what extraction runs:
-greedy `generate_answers` over every window of every page, `parse_generation`, and per document
-and field the most confident non-empty answer among its windows (empty only when all are empty),
-then `docformer.metrics.score_fields`. Early stopping watches the overall F1 with `--patience`
-evaluations; the best weights are kept and saved into OUT (model + processor) with
-OUT/metrics.json: per-field and overall precision/recall/F1/ANLS, a reliability table (answer
-confidence bucket -> count, accuracy, over every validation document x field), the loss curve,
-evaluations, steps, epochs, wall time, data sizes, base model, fields and `max_new_tokens`.
+greedy `generate_answers` under `PageSpanConstraint` over every window of every page,
+`parse_generation`, and per document and field the most confident non-empty answer among its
+windows (empty only when all are empty), then `docformer.metrics.score_fields`. Early stopping
+watches the overall F1 with `--patience` evaluations; the best weights are kept and saved into
+OUT (model + processor) with OUT/metrics.json: per-field and overall precision/recall/F1/ANLS, a
+reliability table (answer confidence bucket -> count, accuracy, over every validation document x
+field), the loss curve, evaluations, steps, epochs, wall time, data sizes, base model, fields and
+`max_new_tokens`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from docformer.pretraining import IGNORE_INDEX
 from docformer.schema import (
     DEFAULT_FIELDS,
     FieldAnswer,
+    PageSpanConstraint,
     build_prompt,
     build_target,
     parse_generation,
@@ -226,7 +228,10 @@ def predict(
         chunk = windows[first : first + batch_size]
         batch = processor.pad([w[1] for w in chunk], processor.pixel_values([w[2] for w in chunk]))
         batch = {key: value.to(device) for key, value in batch.items()}
-        generation = model.generate_answers(**batch, max_new_tokens=max_new_tokens)
+        constraint = PageSpanConstraint.for_batch(processor.tokenizer, fields, batch)
+        generation = model.generate_answers(
+            **batch, max_new_tokens=max_new_tokens, constraint=constraint
+        )
         for (index, _, _), ids, probs in zip(
             chunk, generation.sequences.tolist(), generation.token_probs.tolist(), strict=True
         ):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -493,6 +494,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         pixel_values: torch.Tensor,
         token_type_ids: torch.LongTensor | None = None,
         max_new_tokens: int = 32,
+        constraint: GenerationRule | None = None,
         **unused: torch.Tensor,
     ) -> GreedyGeneration:
         """Batched greedy decoding on cached encoder outputs.
@@ -500,6 +502,9 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         Returns the chosen ids and the softmax probability of each (see `GreedyGeneration`);
         `DocFormerV2Processor.decode_answers` turns them into text + confidence. Extra keys of a
         processor batch (word_ids, page_index, ...) are ignored so it can be passed as `**batch`.
+
+        `constraint` rules out tokens before each choice (extraction passes
+        `docformer.schema.PageSpanConstraint`); without one, the config's n-gram rule applies.
         """
         eos, pad = self.config.eos_token_id, self.config.pad_token_id
         batch = input_ids.size(0)
@@ -514,7 +519,7 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
             next_input = input_ids.new_full((batch, 1), self.config.decoder_start_token_id)
             history = next_input  # every decoder input so far, for the copy head's follows
             finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-            ngram_block = NoRepeatNGram(batch, self.config.no_repeat_ngram_size)
+            rule = constraint or NoRepeatNGram(batch, self.config.no_repeat_ngram_size)
             tokens, probs = [], []
             for _ in range(max_new_tokens):
                 out = self.decoder(
@@ -534,15 +539,15 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     history,
                 )[:, 0]
                 step_probs = step_logits.float().softmax(-1)
-                # The probability reported is the model's own, before repeats are ruled out:
-                # an answer chosen only because its loop was blocked is not a confident one.
-                token = ngram_block.mask(step_probs).argmax(-1)
+                # The probability reported is the model's own, before the rule rules tokens
+                # out: an answer chosen only because its loop was blocked is not a confident one.
+                token = rule.mask(step_probs).argmax(-1)
                 prob = step_probs.gather(-1, token[:, None])[:, 0]
                 token = token.masked_fill(finished, pad)
                 prob = prob.masked_fill(finished, 0.0)
                 tokens.append(token)
                 probs.append(prob)
-                ngram_block.add(token)
+                rule.add(token)
                 finished |= token == eos
                 if finished.all():
                     break
@@ -553,6 +558,15 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         return GreedyGeneration(
             sequences=sequences, token_probs=token_probs, lengths=(token_probs > 0).sum(1)
         )
+
+
+class GenerationRule(Protocol):
+    """What greedy decoding asks of a rule on the next token: `mask` sets the probability of
+    every token it rules out to -1 before the choice, `add` hears the (B,) tokens chosen."""
+
+    def mask(self, probs: torch.Tensor) -> torch.Tensor: ...
+
+    def add(self, tokens: torch.Tensor) -> None: ...
 
 
 class NoRepeatNGram:
@@ -604,6 +618,7 @@ def _masked_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor) -> to
 __all__ = [
     "DocFormerV2ForConditionalGeneration",
     "DocFormerV2Output",
+    "GenerationRule",
     "GreedyGeneration",
     "NoRepeatNGram",
 ]
