@@ -189,7 +189,12 @@ def normalize_date(text: str | None, *, day_first: bool | None = None) -> dt.dat
     try:
         first, second = (
             date_parser.parse(
-                text, parserinfo=_PARSER_INFO, dayfirst=day_first, fuzzy=True, default=default
+                text,
+                parserinfo=_PARSER_INFO,
+                dayfirst=day_first,
+                fuzzy=True,
+                default=default,
+                ignoretz=True,  # fuzzy parsing takes "RM" or "QTY" for a time zone; a date has none
             ).date()
             for default in _DEFAULTS
         )
@@ -251,6 +256,102 @@ def normalize_field(
     return NormalizedValue()
 
 
+# --- spans ------------------------------------------------------------------------------------
+
+# A printed date is at most four words ("Dec. 25, 2018", "25 Dezember 2018 10:32" less its time).
+_DATE_WORDS = 4
+# A value glued to its label ("Date:12-01-19", "Total=9.00", "No#1024") starts inside the word.
+_GLUED_START = re.compile(r"(?<!\d)[:：=#]+(?=\S)")  # not a time's "18:35"
+# Punctuation printed after a value ("25/12/2018,", "(9.00)") is not part of it.
+_TRAILING = ",;:)."
+_NUMBER = r"(?:\d{1,3}(?:[,.' ]\d{3})+|\d+)(?:[.,]\d{1,2})?"
+_AMOUNT_NUMBER = re.compile(rf"[{_MINUS}]?{_NUMBER}[{_MINUS}]?|\({_NUMBER}\)")
+# A bare integer ("4", "2018", "9514") is a quantity, a year or a phone number far more often
+# than an amount: without its currency an amount must show cents or thousands.
+_PLAIN_INTEGER = re.compile(rf"[{_MINUS}(]?\d+\)?[{_MINUS}]?")
+
+
+def _is_currency_word(word: str) -> bool:
+    cleaned = word.strip(" :.,;").upper()
+    return cleaned in ISO_CURRENCIES or cleaned in CURRENCY_MARKS
+
+
+def _is_amount_word(word: str) -> bool:
+    """ "9.00", "RM9.00", "$6.90", "(12.50)", "1.234,56": a number, perhaps after its currency,
+    and nothing else (not a phone number, a date or a code)."""
+    digit = re.search(rf"[{_MINUS}(]?\d", word)
+    if digit is None:
+        return False
+    prefix, number = word[: digit.start()], word[digit.start() :]
+    if prefix and not _is_currency_word(prefix):
+        return False
+    return bool(_AMOUNT_NUMBER.fullmatch(number)) and (
+        bool(prefix) or not _PLAIN_INTEGER.fullmatch(number)
+    )
+
+
+def _names_a_month(text: str) -> bool:
+    """Whether a word of `text` is a month's name: a date of several words has one ("27 MAR
+    2018"); a numeric date is one word ("27/03/2018"), and fuzzy parsing would otherwise read a
+    date into "15.00 9 20" or "1 X 3.90"."""
+    return any(_PARSER_INFO.month(word.strip(".,")) is not None for word in text.split())
+
+
+def _spans(text: str, max_words: int) -> list[tuple[int, int, int]]:
+    """(start, end, words) of every run of up to `max_words` whitespace-separated words of
+    `text`, starting at a word or after a label glued to it, ending at a word's end or before
+    its trailing punctuation."""
+    words = list(re.finditer(r"\S+", text))
+    starts = [
+        [w.start()] + [m.end() for m in _GLUED_START.finditer(text, w.start(), w.end())]
+        for w in words
+    ]
+    ends = [{w.end(), w.start() + len(w.group().rstrip(_TRAILING) or w.group())} for w in words]
+    spans = []
+    for first in range(len(words)):
+        for last in range(first, min(first + max_words, len(words))):
+            for start in starts[first]:
+                spans.extend((start, end, last - first + 1) for end in ends[last] if end > start)
+    return spans
+
+
+def typed_spans(name: str, text: str) -> list[str] | None:
+    """Every piece of `text` that can be the value of field `name` by its type, or None when
+    the field has no type (any text can be its value).
+
+    Dates: the smallest runs of words that hold a complete date ("12-01-19" of
+    "Date:12-01-19 18:35", "27 MAR 2018"). Amounts: a number, alone or beside its currency
+    ("RM 9.00", "9.00", "RM9.00"), never a phone number, a date or a postcode with letters.
+    Extraction holds a typed field's answer to one of these, so a date field cannot answer
+    "HOUR-HOUR" and a total cannot answer "1 Total".
+    """
+    if is_date_field(name):
+        found = [
+            (start, end)
+            for start, end, count in _spans(text, _DATE_WORDS)
+            if (count == 1 or _names_a_month(text[start:end]))
+            and normalize_date(text[start:end]) is not None
+        ]
+        smallest = [
+            (start, end)
+            for start, end in found
+            if not any(s >= start and e <= end and (s, e) != (start, end) for s, e in found)
+        ]
+        return list(dict.fromkeys(text[start:end] for start, end in smallest))
+    if is_amount_field(name):
+        spans = []
+        for start, end, count in _spans(text, 2):
+            words = text[start:end].split()
+            if count == 1 and _is_amount_word(words[0]):
+                spans.append(text[start:end])
+            elif count == 2 and any(map(_is_currency_word, words)):
+                number = words[1] if _is_currency_word(words[0]) else words[0]
+                if _AMOUNT_NUMBER.fullmatch(number):  # "RM 9", "9 EUR": the currency says so
+                    spans.append(text[start:end])
+        return list(dict.fromkeys(spans))
+    return None
+
+
 __all__ = [
     "AMOUNT_FIELDS",
     "CURRENCY_MARKS",
@@ -263,4 +364,5 @@ __all__ = [
     "normalize_currency",
     "normalize_date",
     "normalize_field",
+    "typed_spans",
 ]

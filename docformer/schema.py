@@ -19,7 +19,8 @@ meaning. A field the document does not have is written with an empty value (`tax
 model says "absent" explicitly and with a probability.
 
 Decoding is held to this format by `PageSpanConstraint`: the field names are written for the
-model, and each value must be a run of the page's own tokens (or empty).
+model, and each value must be a piece of the page's own text (or empty); a date or an amount
+must be one of the page's dates or amounts.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from math import prod
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from docformer.normalization import typed_spans
 
 WORD_START = "▁"  # the Metaspace mark that begins every word's first piece (docformer.tokenization)
 
@@ -179,6 +182,30 @@ def _pieces(tokenizer: PreTrainedTokenizerBase) -> _Pieces:
     )
 
 
+@dataclass(frozen=True)
+class _ValueSpace:
+    """The text a value is read from; with `starts` and `ends`, only whole spans of it."""
+
+    text: str
+    starts: frozenset[int] | None = None
+    ends: frozenset[int] | None = None
+
+    @classmethod
+    def of(cls, page_text: str, spans: Sequence[str] | None) -> _ValueSpace:
+        """Any substring of the page text (spans None), or one of `spans` exactly; "\0" between
+        them, which no piece holds, so no value reads across two."""
+        if spans is None:
+            return cls(page_text)
+        spans = [span for span in spans if "\0" not in span]  # across an unknown piece
+        starts, ends, position = [], [], 0
+        for span in spans:
+            starts.append(position + 1)
+            ends.append(position + 1 + len(span))
+            position = ends[-1]
+        text = "".join("\0" + span for span in spans)
+        return cls(text, frozenset(starts), frozenset(ends))
+
+
 class PageSpanConstraint:
     """Greedy decoding held to the answer format, every value read off the page.
 
@@ -193,18 +220,23 @@ class PageSpanConstraint:
       normalised as the tokenizer normalises them, one space between words). Text, not token
       ids: a value may start inside a word ("12-01-19" of "Date:12-01-19", "9.00" of "RM9.00")
       and the tokenizer splits a value written alone differently from the same letters inside
-      a longer word. An empty value says "absent";
+      a longer word. A typed field's value (a date, an amount: `typed_spans`) must be one of
+      the dates or amounts of that text, whole: a small model that finds the date line but not
+      the date's exact extent would otherwise answer "HA7" or "18" of "26/02/18"; here it only
+      chooses among the page's dates. An empty value says "absent";
     - then the separator, or `</s>` after the last field.
 
     The choice among allowed tokens is the model's (its highest probability), and the
-    probability reported is its own, unconditioned: an answer the model did not want to write is
-    not a confident one. A value cannot loop (it is a substring of a finite text), so the n-gram
+    probability reported is its own renormalised over the allowed tokens: its preference among
+    the answers the page holds, the question a confidence answers for a reader. A value cannot loop (it is a substring of a finite text), so the n-gram
     rule of free decoding is not needed. Same interface as `NoRepeatNGram`: `mask` before each
     choice, `add` after it.
 
     input_ids, copyable: the encoder rows (B, S) of the batch; `copyable` marks the OCR
     positions (attended, token type 0).
     """
+
+    conditional_confidence = True
 
     def __init__(
         self,
@@ -220,18 +252,20 @@ class PageSpanConstraint:
         ]
         sep, eos = separator_id(tokenizer), tokenizer.eos_token_id
         self.closers = [sep] * (len(fields) - 1) + [eos]
+        self.fields = list(fields)
         self.pieces = _pieces(tokenizer)
         self.texts = [
             self._page_text(tokenizer, row[mask].tolist())
             for row, mask in zip(input_ids.cpu(), copyable.bool().cpu(), strict=True)
         ]
+        self._spaces: dict[tuple[int, int], _ValueSpace] = {}
         batch = input_ids.size(0)
         self.field = [0] * batch  # index of the field being written
         self.name_position = [0] * batch  # tokens of its `name:` written so far
         # Where the value written so far ends in the page text, at each place it reads there;
         # None before its first token, "lone" after a lone "▁" (the next piece opens it).
         self.ends: list[set[int] | str | None] = [None] * batch
-        self._openings: dict[tuple[int, bool], dict[int, set[int]]] = {}
+        self._openings: dict[tuple[_ValueSpace, bool], dict[int, set[int]]] = {}
 
     @classmethod
     def for_batch(
@@ -255,38 +289,54 @@ class PageSpanConstraint:
         index = self.field[row]
         return index < len(self.names) and self.name_position[row] == len(self.names[index])
 
-    def _opening(self, row: int, lone: bool) -> dict[int, set[int]]:
+    def _space(self, row: int) -> _ValueSpace:
+        """Where the value of the row's current field may be read."""
+        key = (row, self.field[row])
+        if key not in self._spaces:
+            spans = typed_spans(self.fields[self.field[row]], self.texts[row])
+            self._spaces[key] = _ValueSpace.of(self.texts[row], spans)
+        return self._spaces[key]
+
+    def _opening(self, space: _ValueSpace, lone: bool) -> dict[int, set[int]]:
         """Token -> ends of every first piece a value can open with (after a lone "▁": its
-        second piece), anywhere in the row's text; the same for every field, so kept."""
-        key = (row, lone)
+        second piece); kept, as every untyped field of a row reads the same space."""
+        key = (space, lone)
         if key not in self._openings:
             trie = self.pieces.inner if lone else self.pieces.opening
-            text, opening = self.texts[row], {}
-            for at in range(len(text)):
-                for token_id, end in trie.matches(text, at):
+            starts = range(len(space.text)) if space.starts is None else space.starts
+            opening: dict[int, set[int]] = {}
+            for at in starts:
+                for token_id, end in trie.matches(space.text, at):
                     opening.setdefault(token_id, set()).add(end)
             self._openings[key] = opening
         return self._openings[key]
 
-    def _continuing(self, row: int, ends: set[int]) -> dict[int, set[int]]:
-        text, following = self.texts[row], {}
+    def _continuing(self, space: _ValueSpace, ends: set[int]) -> dict[int, set[int]]:
+        following: dict[int, set[int]] = {}
         for at in ends:
-            for token_id, end in self.pieces.continuing.matches(text, at):
+            for token_id, end in self.pieces.continuing.matches(space.text, at):
                 if end > at:
                     following.setdefault(token_id, set()).add(end)
         return following
 
     def _choices(self, row: int) -> dict[int, set[int] | str]:
         """Every token the value may go on with, and the state it leads to."""
-        ends = self.ends[row]
+        ends, space = self.ends[row], self._space(row)
         if ends is None:
-            choices: dict[int, set[int] | str] = dict(self._opening(row, lone=False))
-            if self.pieces.lone_word_start is not None:
+            choices: dict[int, set[int] | str] = dict(self._opening(space, lone=False))
+            if self.pieces.lone_word_start is not None and self._opening(space, lone=True):
                 choices[self.pieces.lone_word_start] = "lone"
             return choices
         if ends == "lone":
-            return dict(self._opening(row, lone=True))
-        return dict(self._continuing(row, ends))
+            return dict(self._opening(space, lone=True))
+        return dict(self._continuing(space, ends))
+
+    def _may_close(self, row: int) -> bool:
+        """An untyped value may stop anywhere; a typed one only empty or at a span's end."""
+        ends, space = self.ends[row], self._space(row)
+        if space.ends is None or ends is None:
+            return True
+        return isinstance(ends, set) and not ends.isdisjoint(space.ends)
 
     def mask(self, probs: torch.Tensor) -> torch.Tensor:
         """`probs` (B, V) with every token the format or the page rules out set to -1."""
@@ -297,8 +347,11 @@ class PageSpanConstraint:
             elif not self._in_value(row):
                 allowed[row, self.names[index][self.name_position[row]]] = True
             else:
-                allowed[row, self.closers[index]] = True
-                allowed[row, list(self._choices(row))] = True
+                choices = list(self._choices(row))
+                # A span the pieces cannot finish (rare: a character only a longer piece holds)
+                # ends where it is rather than leave the row without a token.
+                allowed[row, self.closers[index]] = self._may_close(row) or not choices
+                allowed[row, choices] = True
         return probs.masked_fill(~allowed.to(probs.device), -1.0)
 
     def add(self, tokens: torch.Tensor) -> None:

@@ -249,7 +249,7 @@ def allowed_after(constraint: PageSpanConstraint, vocab_size: int) -> set[int]:
 def test_constraint_forces_the_names_and_keeps_values_on_the_page(model_dir):
     processor = DocFormerV2Processor.from_pretrained(model_dir)
     tokenizer, vocab_size = processor.tokenizer, len(processor.tokenizer)
-    fields = ["date", "total"]
+    fields = ["company", "address"]
     ocr = ocr_page()
     constraint, _ = constraint_for(processor, ocr, fields)
     page_text = " ".join(w.text for w in ocr.words)
@@ -272,9 +272,9 @@ def test_constraint_forces_the_names_and_keeps_values_on_the_page(model_dir):
                 assert tokenizer.decode([*value_ids[:i], candidate]).strip() in page_text
             write(token)
 
-    # "12/2018" starts inside the word "25/12/2018", and alone the tokenizer splits it otherwise
-    for name, value, closer in (("date", "12/2018", separator),
-                                ("total", "9.00", tokenizer.eos_token_id)):  # fmt: skip
+    # "100 JOHOR" starts inside the word "81100", and alone the tokenizer splits it otherwise
+    for name, value, closer in (("company", "TRADlNG SDN", separator),
+                                ("address", "100 JOHOR", tokenizer.eos_token_id)):  # fmt: skip
         name_ids = tokenizer(f"{name}:", add_special_tokens=False)["input_ids"]
         assert allowed_after(constraint, vocab_size) == {name_ids[0]}  # the name is forced
         for token in name_ids:
@@ -291,8 +291,42 @@ def test_constraint_forces_the_names_and_keeps_values_on_the_page(model_dir):
         )  # the separator between fields, </s> after the last
         write(closer)
     answers = parse(written, [1.0] * len(written), tokenizer, fields)
-    assert {n: a.value for n, a in answers.items()} == {"date": "12/2018", "total": "9.00"}
+    assert {n: a.value for n, a in answers.items()} == {
+        "company": "TRADlNG SDN",
+        "address": "100 JOHOR",
+    }
     assert allowed_after(constraint, vocab_size) == {tokenizer.eos_token_id}  # done: padding
+
+
+def test_constraint_holds_dates_and_amounts_to_the_pages_own(model_dir):
+    processor = DocFormerV2Processor.from_pretrained(model_dir)
+    tokenizer, vocab_size = processor.tokenizer, len(processor.tokenizer)
+    separator = tokenizer.convert_tokens_to_ids(FIELD_SEPARATOR)
+    lone_word_start = tokenizer.convert_tokens_to_ids("▁")  # then the value's first piece
+    constraint, _ = constraint_for(processor, ocr_page(), ["date", "total"])
+    for token in tokenizer("date:", add_special_tokens=False)["input_ids"]:
+        constraint.add(torch.tensor([token]))
+
+    def opens_only(values: tuple[str, ...]) -> bool:
+        """Whether every first piece allowed now begins one of `values`, and some does."""
+        opening = allowed_after(constraint, vocab_size) - {lone_word_start}
+        opening -= {separator, tokenizer.eos_token_id}
+        pieces = [tokenizer.convert_ids_to_tokens(t).lstrip("▁") for t in opening]
+        return bool(pieces) and all(any(v.startswith(p) for v in values) for p in pieces)
+
+    # the page's one date, whole, or nothing; not "12/2018" of it
+    assert separator in allowed_after(constraint, vocab_size)
+    assert opens_only(("25/12/2018",))
+    date_ids = tokenizer("25/12/2018", add_special_tokens=False)["input_ids"]
+    for token in date_ids[:-1]:
+        constraint.add(torch.tensor([token]))
+        assert separator not in allowed_after(constraint, vocab_size)  # not half a date
+    constraint.add(torch.tensor([date_ids[-1]]))
+    assert allowed_after(constraint, vocab_size) == {separator}  # and not its time after it
+    constraint.add(torch.tensor([separator]))
+    for token in tokenizer("total:", add_special_tokens=False)["input_ids"]:
+        constraint.add(torch.tensor([token]))
+    assert opens_only(("RM9.00", "9.00"))  # amounts; "12," and "81100" are not
 
 
 def test_constrained_generation_writes_every_field_as_a_span_of_the_page(model_dir):

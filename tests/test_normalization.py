@@ -14,6 +14,7 @@ from docformer.normalization import (
     normalize_currency,
     normalize_date,
     normalize_field,
+    typed_spans,
 )
 
 XMAS = dt.date(2018, 12, 25)
@@ -139,3 +140,23 @@ def test_not_currencies(text):
 )
 def test_normalize_field(name, raw, expected):
     assert normalize_field(name, raw) == expected
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        # the date glued to its label, not the time after it nor the phone number
+        ("date", "Date:12-01-19 18:35 Tel:03-8051 9514", ["12-01-19"]),
+        ("date", "DATE 27 MAR 2018, TOTAL RM 33.90", ["27 MAR 2018"]),
+        ("date", "Invoice date: March 27, 2018 Due 2018-04-26", ["March 27, 2018", "2018-04-26"]),
+        ("due_date", "Fällig am 25. Dezember 2018.", ["25. Dezember 2018"]),
+        ("date", "15.00 9 20 1 X 3.90", []),  # numbers that fuzzy parsing would read as a date
+        # with or without its currency; not a quantity, a phone number or a postcode
+        ("total", "TOTAL RM 33.90 Cash: RM50.00 Qty 4 Tel 03-8051 9514", ["RM 33.90", "33.90", "RM50.00"]),
+        ("total", "Total(RM): 1,234.50 Rounding (0.02) 9,00 EUR", ["1,234.50", "(0.02)", "9,00", "9,00 EUR"]),
+        ("tax", "GST 6% 0.54 SST=$1.20 2018 81100", ["0.54", "$1.20"]),
+        ("company", "ACME 25/12/2018 9.00", None),  # untyped: any text
+    ],
+)  # fmt: skip
+def test_typed_spans(name, text, expected):
+    assert typed_spans(name, text) == expected

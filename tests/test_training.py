@@ -294,7 +294,8 @@ def test_finetune_without_a_model_says_what_is_missing(corpus, tmp_path, capsys)
 @pytest.mark.slow
 def test_finetuning_learns_to_read_the_total(tmp_path):
     """A fresh tiny model overfits two dozen clean receipts: the train-set F1 on `total` must
-    rise far above zero (it reaches 1.0 in about 200 steps)."""
+    rise far above the untrained model's (which, held to the page's amounts, picks one of a few
+    and is right on some receipts)."""
     folder = tmp_path / "receipts"
     generate("receipt", 24, 7, folder, degrade=False)
     tokenizer = train_tokenizer(iter_corpus_texts([folder]), 800)
@@ -312,8 +313,7 @@ def test_finetuning_learns_to_read_the_total(tmp_path):
         base, examples, [], tmp_path / "out", fields=["total"], epochs=1000, max_steps=200,
         batch_size=8, lr=3e-3, eval_every=200, threads=1, device="cpu", log=lambda r: None,
     )  # fmt: skip
-    assert before["fields"]["total"]["f1"] == 0.0
-    assert result.best_f1 >= 0.6
+    assert result.best_f1 >= max(0.6, before["fields"]["total"]["f1"] + 0.25)
     assert result.metrics["evaluated_on"] == "train"
     after = evaluate_model(tmp_path / "out", examples, ["total"], device="cpu")
     assert after["fields"]["total"]["f1"] == pytest.approx(result.best_f1)

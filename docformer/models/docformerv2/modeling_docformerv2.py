@@ -539,10 +539,16 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
                     history,
                 )[:, 0]
                 step_probs = step_logits.float().softmax(-1)
-                # The probability reported is the model's own, before the rule rules tokens
-                # out: an answer chosen only because its loop was blocked is not a confident one.
-                token = rule.mask(step_probs).argmax(-1)
-                prob = step_probs.gather(-1, token[:, None])[:, 0]
+                allowed = rule.mask(step_probs)
+                token = allowed.argmax(-1)
+                if rule.conditional_confidence:
+                    allowed = allowed.clamp_min(0.0)
+                    prob = allowed.gather(-1, token[:, None])[:, 0] / allowed.sum(-1).clamp_min(
+                        torch.finfo(allowed.dtype).tiny
+                    )
+                    prob = prob.clamp_min(torch.finfo(prob.dtype).tiny)  # > 0: counted in lengths
+                else:
+                    prob = step_probs.gather(-1, token[:, None])[:, 0]
                 token = token.masked_fill(finished, pad)
                 prob = prob.masked_fill(finished, 0.0)
                 tokens.append(token)
@@ -562,7 +568,15 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
 
 class GenerationRule(Protocol):
     """What greedy decoding asks of a rule on the next token: `mask` sets the probability of
-    every token it rules out to -1 before the choice, `add` hears the (B,) tokens chosen."""
+    every token it rules out to -1 before the choice, `add` hears the (B,) tokens chosen.
+
+    `conditional_confidence`: whether the probability reported for a token is the model's own
+    renormalised over the tokens the rule allows (a rule that states what an answer can be:
+    the model's confidence is then its preference among those) or its own unconditioned (a
+    rule that only blocks a failure: an answer chosen because its loop was blocked is not a
+    confident one)."""
+
+    conditional_confidence: bool
 
     def mask(self, probs: torch.Tensor) -> torch.Tensor: ...
 
@@ -573,6 +587,8 @@ class NoRepeatNGram:
     """Greedy decoding's rule that no n tokens are written twice in one sequence (the same
     rule as `no_repeat_ngram_size` in `transformers`' generation), kept incrementally: per
     row, each (n-1)-token prefix seen so far maps to the tokens that followed it."""
+
+    conditional_confidence = False
 
     def __init__(self, batch: int, size: int):
         self.size = size
