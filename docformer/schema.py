@@ -228,9 +228,9 @@ class PageSpanConstraint:
 
     The choice among allowed tokens is the model's (its highest probability), and the
     probability reported is its own renormalised over the allowed tokens: its preference among
-    the answers the page holds, the question a confidence answers for a reader. A value cannot loop (it is a substring of a finite text), so the n-gram
-    rule of free decoding is not needed. Same interface as `NoRepeatNGram`: `mask` before each
-    choice, `add` after it.
+    the answers the page holds, the question a confidence answers for a reader. A value cannot
+    loop (it is a substring of a finite text), so the n-gram rule of free decoding is not
+    needed. Same interface as `NoRepeatNGram`: `mask` before each choice, `add` after it.
 
     input_ids, copyable: the encoder rows (B, S) of the batch; `copyable` marks the OCR
     positions (attended, token type 0).
