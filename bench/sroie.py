@@ -9,6 +9,10 @@ fine-tuning on some of them.
    held out when the first byte of sha1(its id) is below 20 % of 256, which fixes a held-out
    fifth that does not move when files are added or removed. Mirror folders: `heldout/` and
    `train/`.
+   The OCR ceiling of the held-out receipts follows: per field, how often the label is printed,
+   character for character, in our OCR's text (words joined by spaces, case-sensitive), which
+   exact match cannot beat; and for dates and amounts, how often it is among the answers
+   extraction may choose (`docformer.normalization.typed_spans`).
 2. zero-shot: `docformer eval` of the model (default: the shipped checkpoint) on `heldout/`.
 3. fine-tuned: `docformer finetune` from that model on `train/` (its own validation split is cut
    from `train/`, never from `heldout/`), then `docformer eval` of the result on `heldout/`.
@@ -76,6 +80,30 @@ def prepare(data: Path, work: Path, threads: int) -> dict[str, int]:
     return counts
 
 
+def ocr_ceiling(folder: Path) -> dict[str, dict[str, float]]:
+    """Per field: the share of receipts whose label is in the OCR text ("in_text") and, for
+    typed fields, among the page's typed answers ("typed_choice")."""
+    from docformer.normalization import typed_spans
+
+    found: dict[str, dict[str, int]] = {}
+    receipts = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".ocr.json"))
+    for labels_path in receipts:
+        labels = json.loads(labels_path.read_text())
+        ocr = json.loads(labels_path.with_suffix(".ocr.json").read_text())
+        text = " ".join(" ".join(word["text"] for word in ocr["words"]).split())
+        for field, value in labels.items():
+            value = " ".join(str(value).split())
+            counts = found.setdefault(field, {"in_text": 0})
+            counts["in_text"] += bool(value) and value in text
+            choices = typed_spans(field, text)
+            if choices is not None:
+                counts["typed_choice"] = counts.get("typed_choice", 0) + (value in choices)
+    return {
+        field: {key: round(count / len(receipts), 3) for key, count in counts.items()}
+        for field, counts in found.items()
+    }
+
+
 def run(command: list[str], log: Path) -> float:
     """Runs a docformer command, its output teed to a log; returns wall seconds."""
     print("$ " + shlex.join(command), flush=True)
@@ -118,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model folder (default: the shipped checkpoint)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--prepare-only", action="store_true", help="OCR and split, then stop")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="OCR, split and the OCR ceiling, then stop")  # fmt: skip
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument(
         "--finetune-args",
@@ -141,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     results["split"] = prepare(args.data, args.work, args.threads)
     results["prepare_seconds"] = time.perf_counter() - started
     print(f"split: {results['split']}", flush=True)
+    results["ocr_ceiling"] = ocr_ceiling(args.work / "heldout")
+    print(f"OCR ceiling (held out): {results['ocr_ceiling']}", flush=True)
     if args.prepare_only:
         return 0
 

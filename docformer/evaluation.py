@@ -1,13 +1,14 @@
 """Evaluation of an extractor on a labelled folder: per-field and overall precision, recall, F1
 and ANLS (`docformer.metrics`), how well confidence predicts correctness, and speed.
 
-    docformer eval --data DIR [--model DIR] [--json] [--limit N] [--ocr-cache DIR]
+    docformer eval --data DIR [--model DIR] [--json] [--limit N] [--ocr-cache DIR] [--val-split F]
 
 The folder follows `docformer.labelled`: documents, `<name>.json` labels, optional
 `<name>.ocr.json`. Documents without OCR are OCRed; with `--ocr-cache` the results are kept
 under it by (sha256, page, OCR engine), so a second evaluation (another model, another
 checkpoint) does not OCR again. A document that cannot be read or extracted counts as predicting
-nothing (its labelled fields are false negatives) and is listed under "errors".
+nothing (its labelled fields are false negatives) and is listed under "errors". `--val-split F`
+evaluates only the documents `docformer finetune --val-split F` holds out of the same folder.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from docformer.metrics import (
     score_fields,
 )
 from docformer.ocr.cache import OCRCache
+from docformer.training.data import split_examples
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fields", action="append", help="comma-separated fields (default: the model's)"
     )
+    parser.add_argument("--val-split", type=float, default=None,
+                        help="only the validation part `docformer finetune --val-split` holds out")  # fmt: skip
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--max-new-tokens", type=int, default=None)
     args = parser.parse_args(argv)
@@ -310,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         examples = iter_labelled_folder(args.data)
+        if args.val_split is not None:
+            examples = split_examples(list(examples), args.val_split)[1]
         if args.limit is not None:
             examples = islice(examples, args.limit)
         report = evaluate(extractor, examples, ocr_cache=args.ocr_cache)

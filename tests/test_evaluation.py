@@ -17,6 +17,7 @@ from docformer.extraction import Extractor
 from docformer.labelled import iter_labelled_folder
 from docformer.ocr.cache import OCRCache
 from docformer.synth import generate
+from docformer.training.data import split_examples
 
 torch.set_num_threads(1)
 
@@ -113,6 +114,18 @@ def test_eval_command_table_and_fields(model_dir, labelled_folder, capsys):
         assert text in out
     assert "currency" not in out.split("confidence")[0]  # only the fields asked for
     assert docformer_main(["eval", "--model", str(model_dir), "--data", "/nonexistent"]) == 2
+
+
+def test_eval_command_on_the_validation_split(model_dir, labelled_folder, capsys):
+    status = docformer_main(
+        ["eval", "--model", str(model_dir), "--data", str(labelled_folder), "--json",
+         "--val-split", "0.3", "--device", "cpu"]
+    )  # fmt: skip
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)
+    examples = list(iter_labelled_folder(labelled_folder))
+    assert report["documents"] == len(split_examples(examples, 0.3)[1])
+    assert 0 < report["documents"] < len(examples)
 
 
 @pytest.mark.slow
