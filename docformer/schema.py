@@ -266,6 +266,8 @@ class PageSpanConstraint:
         # None before its first token, "lone" after a lone "▁" (the next piece opens it).
         self.ends: list[set[int] | str | None] = [None] * batch
         self._openings: dict[tuple[_ValueSpace, bool], dict[int, set[int]]] = {}
+        # The choices `mask` found for each row in a value, for `add` to advance by.
+        self._offered: dict[int, Mapping[int, set[int] | str]] = {}
 
     @classmethod
     def for_batch(
@@ -319,8 +321,9 @@ class PageSpanConstraint:
                     following.setdefault(token_id, set()).add(end)
         return following
 
-    def _choices(self, row: int) -> dict[int, set[int] | str]:
-        """Every token the value may go on with, and the state it leads to."""
+    def _choices(self, row: int) -> Mapping[int, set[int] | str]:
+        """Every token the value may go on with, and the state it leads to (read only: the
+        openings are shared)."""
         ends, space = self.ends[row], self._space(row)
         if ends is None:
             choices: dict[int, set[int] | str] = dict(self._opening(space, lone=False))
@@ -328,8 +331,8 @@ class PageSpanConstraint:
                 choices[self.pieces.lone_word_start] = "lone"
             return choices
         if ends == "lone":
-            return dict(self._opening(space, lone=True))
-        return dict(self._continuing(space, ends))
+            return self._opening(space, lone=True)
+        return self._continuing(space, ends)
 
     def _may_close(self, row: int) -> bool:
         """An untyped value may stop anywhere; a typed one only empty or at a span's end."""
@@ -347,16 +350,17 @@ class PageSpanConstraint:
             elif not self._in_value(row):
                 allowed[row, self.names[index][self.name_position[row]]] = True
             else:
-                choices = list(self._choices(row))
+                self._offered[row] = choices = self._choices(row)
                 # A span the pieces cannot finish (rare: a character only a longer piece holds)
                 # ends where it is rather than leave the row without a token.
                 allowed[row, self.closers[index]] = self._may_close(row) or not choices
-                allowed[row, choices] = True
+                allowed[row, list(choices)] = True
         return probs.masked_fill(~allowed.to(probs.device), -1.0)
 
     def add(self, tokens: torch.Tensor) -> None:
         """Advances every row past the token just chosen for it."""
         for row, token in enumerate(tokens.tolist()):
+            offered = self._offered.pop(row, None)
             index = self.field[row]
             if index >= len(self.names):
                 continue
@@ -366,7 +370,7 @@ class PageSpanConstraint:
             elif token == self.closers[index]:
                 self.field[row], self.name_position[row] = index + 1, 0
             else:
-                self.ends[row] = self._choices(row)[token]
+                self.ends[row] = (offered or self._choices(row))[token]
 
 
 __all__ = [
