@@ -68,13 +68,14 @@ def normalize_currency(text: str | None) -> str | None:
     """A currency as printed ("RM", "usd", "€", "S$") -> its ISO 4217 code, or None."""
     if not text or not isinstance(text, str):
         return None
+    # "MYR (Ringgit)", "Currency: EUR": else the first code or mark inside.
+    return _currency_named_by(text) or _currency_in(text)
+
+
+def _currency_named_by(text: str) -> str | None:
+    """The currency the whole text is ("RM", "usd", "EUR:"), or None."""
     cleaned = " ".join(text.split()).strip(" :.,;").upper()
-    if cleaned in ISO_CURRENCIES:
-        return cleaned
-    if cleaned in CURRENCY_MARKS:
-        return CURRENCY_MARKS[cleaned]
-    # "MYR (Ringgit)", "Currency: EUR": the first code or mark inside.
-    return _currency_in(text)
+    return cleaned if cleaned in ISO_CURRENCIES else CURRENCY_MARKS.get(cleaned)
 
 
 def _currency_in(text: str) -> str | None:
@@ -271,11 +272,6 @@ _AMOUNT_NUMBER = re.compile(rf"[{_MINUS}]?{_NUMBER}[{_MINUS}]?|\({_NUMBER}\)")
 _PLAIN_INTEGER = re.compile(rf"[{_MINUS}(]?\d+\)?[{_MINUS}]?")
 
 
-def _is_currency_word(word: str) -> bool:
-    cleaned = word.strip(" :.,;").upper()
-    return cleaned in ISO_CURRENCIES or cleaned in CURRENCY_MARKS
-
-
 def _is_amount_word(word: str) -> bool:
     """ "9.00", "RM9.00", "$6.90", "(12.50)", "1.234,56": a number, perhaps after its currency,
     and nothing else (not a phone number, a date or a code)."""
@@ -283,7 +279,7 @@ def _is_amount_word(word: str) -> bool:
     if digit is None:
         return False
     prefix, number = word[: digit.start()], word[digit.start() :]
-    if prefix and not _is_currency_word(prefix):
+    if prefix and _currency_named_by(prefix) is None:
         return False
     return bool(_AMOUNT_NUMBER.fullmatch(number)) and (
         bool(prefix) or not _PLAIN_INTEGER.fullmatch(number)
@@ -344,8 +340,8 @@ def typed_spans(name: str, text: str) -> list[str] | None:
             words = text[start:end].split()
             if count == 1 and _is_amount_word(words[0]):
                 spans.append(text[start:end])
-            elif count == 2 and any(map(_is_currency_word, words)):
-                number = words[1] if _is_currency_word(words[0]) else words[0]
+            elif count == 2 and any(map(_currency_named_by, words)):
+                number = words[1] if _currency_named_by(words[0]) else words[0]
                 if _AMOUNT_NUMBER.fullmatch(number):  # "RM 9", "9 EUR": the currency says so
                     spans.append(text[start:end])
         return list(dict.fromkeys(spans))
