@@ -286,6 +286,58 @@ def _is_amount_word(word: str) -> bool:
     )
 
 
+# A numeric date inside a longer word: OCR glues it to the time printed after it
+# ("03/02/201815:28", "2018/02/2213:34:14"), to a weekday ("14-01-2018(Sun)") or to a number before
+# it ("001-2018/02/22"). Only with a four-digit year, which fixes where the date ends (a glued
+# "12-01-1921:13" could be 1921 or 19) from 1990 to 2039; or eight digits as one date
+# ("20180428/191204").
+_RECENT_YEAR = r"(?:199\d|20[0-3]\d)"
+_GLUED_DATES = (
+    re.compile(rf"\d{{1,2}}([/.-])\d{{1,2}}\1{_RECENT_YEAR}"),
+    re.compile(rf"{_RECENT_YEAR}([/.-])\d{{1,2}}\1\d{{1,2}}"),
+    re.compile(r"(?<!\d)\d{8}(?!\d)"),
+)
+
+
+def _is_compact_date(digits: str) -> bool:
+    """Whether eight digits are a date as yyyymmdd or ddmmyyyy (a year from 1990 to 2039)."""
+    for year, month, day in ((digits[:4], digits[4:6], digits[6:]),
+                             (digits[4:], digits[2:4], digits[:2])):  # fmt: skip
+        try:
+            if 1990 <= int(year) < 2040 and dt.date(int(year), int(month), int(day)):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _glued_dates(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every numeric date printed inside a longer word of `text`."""
+    spans = []
+    for pattern in _GLUED_DATES:
+        for match in pattern.finditer(text):
+            date = match.group()
+            if len(date) == 8 and date.isdigit():
+                if _is_compact_date(date):
+                    spans.append(match.span())
+            elif normalize_date(date) is not None:
+                spans.append(match.span())
+    return spans
+
+
+def _glued_amounts(text: str) -> list[str]:
+    """Amounts with their currency glued to the label before them ("TotalRM21.85" ->
+    "RM21.85"): a word's tail that is a whole amount word beginning with a currency."""
+    found = []
+    for word in text.split():
+        for at in range(1, len(word)):
+            tail = word[at:].rstrip(_TRAILING)
+            if not tail[:1].isdigit() and word[at - 1] not in _MINUS and _is_amount_word(tail):
+                found.append(tail)
+                break
+    return found
+
+
 def _names_a_month(text: str) -> bool:
     """Whether a word of `text` is a month's name: a date of several words has one ("27 MAR
     2018"); a numeric date is one word ("27/03/2018"), and fuzzy parsing would otherwise read a
@@ -327,7 +379,7 @@ def typed_spans(name: str, text: str) -> list[str] | None:
             for start, end, count in _spans(text, _DATE_WORDS)
             if (count == 1 or _names_a_month(text[start:end]))
             and normalize_date(text[start:end]) is not None
-        ]
+        ] + _glued_dates(text)
         smallest = [
             (start, end)
             for start, end in found
@@ -344,7 +396,7 @@ def typed_spans(name: str, text: str) -> list[str] | None:
                 number = words[1] if _currency_named_by(words[0]) else words[0]
                 if _AMOUNT_NUMBER.fullmatch(number):  # "RM 9", "9 EUR": the currency says so
                     spans.append(text[start:end])
-        return list(dict.fromkeys(spans))
+        return list(dict.fromkeys(spans + _glued_amounts(text)))
     return None
 
 

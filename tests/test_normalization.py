@@ -151,10 +151,16 @@ def test_normalize_field(name, raw, expected):
         ("date", "Invoice date: March 27, 2018 Due 2018-04-26", ["March 27, 2018", "2018-04-26"]),
         ("due_date", "Fällig am 25. Dezember 2018.", ["25. Dezember 2018"]),
         ("date", "15.00 9 20 1 X 3.90", []),  # numbers that fuzzy parsing would read as a date
+        # glued by the OCR to the time, a weekday or a number; eight digits; not a phone number
+        ("date", "Date 03/02/201815:28 Cashier", ["03/02/2018"]),
+        ("date", "Take Out Date:2018/02/2213:34:14 001-2018/02/22", ["2018/02/22"]),
+        ("date", "14-01-2018（Sun） 16:02 Time 20180428/191204", ["14-01-2018", "20180428"]),
+        ("date", "Tel 0123456789 Reg 12345678", []),
         # with or without its currency; not a quantity, a phone number or a postcode
         ("total", "TOTAL RM 33.90 Cash: RM50.00 Qty 4 Tel 03-8051 9514", ["RM 33.90", "33.90", "RM50.00"]),
         ("total", "Total(RM): 1,234.50 Rounding (0.02) 9,00 EUR", ["1,234.50", "(0.02)", "9,00", "9,00 EUR"]),
         ("tax", "GST 6% 0.54 SST=$1.20 2018 81100", ["0.54", "$1.20"]),
+        ("total", "Grand TotalRM21.85 Tota1RM14.20 Change 5", ["RM21.85", "RM14.20"]),  # glued
         ("company", "ACME 25/12/2018 9.00", None),  # untyped: any text
     ],
 )  # fmt: skip
