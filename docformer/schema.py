@@ -341,9 +341,9 @@ class PageSpanConstraint:
             return True
         return isinstance(ends, set) and not ends.isdisjoint(space.ends)
 
-    def mask(self, probs: torch.Tensor) -> torch.Tensor:
-        """`probs` (B, V) with every token the format or the page rules out set to -1."""
-        allowed = torch.zeros(probs.shape, dtype=torch.bool)
+    def allowed_tokens(self, vocab_size: int) -> torch.Tensor:
+        """(B, V) bool: the tokens the format and the page allow next, row by row."""
+        allowed = torch.zeros(len(self.field), vocab_size, dtype=torch.bool)
         for row, index in enumerate(self.field):
             if index >= len(self.names):
                 allowed[row, self.closers[-1]] = True  # finished: decoding pads it from here
@@ -355,22 +355,58 @@ class PageSpanConstraint:
                 # ends where it is rather than leave the row without a token.
                 allowed[row, self.closers[index]] = self._may_close(row) or not choices
                 allowed[row, list(choices)] = True
+        return allowed
+
+    def mask(self, probs: torch.Tensor) -> torch.Tensor:
+        """`probs` (B, V) with every token the format or the page rules out set to -1."""
+        allowed = self.allowed_tokens(probs.size(-1))
         return probs.masked_fill(~allowed.to(probs.device), -1.0)
 
     def add(self, tokens: torch.Tensor) -> None:
         """Advances every row past the token just chosen for it."""
         for row, token in enumerate(tokens.tolist()):
-            offered = self._offered.pop(row, None)
-            index = self.field[row]
-            if index >= len(self.names):
-                continue
-            if not self._in_value(row):
-                self.name_position[row] += 1
-                self.ends[row] = None
-            elif token == self.closers[index]:
-                self.field[row], self.name_position[row] = index + 1, 0
-            else:
-                self.ends[row] = (offered or self._choices(row))[token]
+            self._advance(row, token, self._offered.pop(row, None))
+
+    def _advance(self, row: int, token: int, offered: Mapping[int, set[int] | str] | None) -> None:
+        index = self.field[row]
+        if index >= len(self.names):
+            return
+        if not self._in_value(row):
+            self.name_position[row] += 1
+            self.ends[row] = None
+        elif token == self.closers[index]:
+            self.field[row], self.name_position[row] = index + 1, 0
+        else:
+            self.ends[row] = (offered or self._choices(row))[token]
+
+    def allowed_along(self, labels: torch.LongTensor, vocab_size: int) -> torch.Tensor:
+        """(B, L, V) bool: at each position of the target `labels` (B, L; -100 ignored), the
+        tokens decoding under this constraint could choose there, had it written the labels so
+        far: what fine-tuning normalises over, so it trains the choice extraction makes.
+
+        A labelled value that is not text of the window (the OCR misread it, or the window
+        does not show it) cannot be followed: from the token that leaves the page to the end of
+        that field every token is allowed (the plain objective), and the next field is held to
+        the page again."""
+        batch, length = labels.shape
+        allowed = torch.ones(batch, length, vocab_size, dtype=torch.bool)
+        off_page = [False] * batch
+        for position in range(length):
+            step = self.allowed_tokens(vocab_size)
+            for row, token in enumerate(labels[:, position].tolist()):
+                offered = self._offered.pop(row, None)
+                if token < 0 or self.field[row] >= len(self.names):
+                    continue
+                if off_page[row]:
+                    if self._in_value(row) and token == self.closers[self.field[row]]:
+                        off_page[row] = False
+                        self._advance(row, token, None)
+                elif step[row, token]:
+                    allowed[row, position] = step[row]
+                    self._advance(row, token, offered)
+                else:
+                    off_page[row] = True
+        return allowed
 
 
 __all__ = [

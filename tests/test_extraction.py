@@ -49,6 +49,7 @@ from docformer.schema import (
 from docformer.schema import parse_generation as parse
 from docformer.synth import render_document
 from docformer.tokenization import train_tokenizer
+from docformer.training.finetune import training_loss
 
 torch.set_num_threads(1)
 
@@ -327,6 +328,48 @@ def test_constraint_holds_dates_and_amounts_to_the_pages_own(model_dir):
     for token in tokenizer("total:", add_special_tokens=False)["input_ids"]:
         constraint.add(torch.tensor([token]))
     assert opens_only(("RM9.00", "9.00"))  # amounts; "12," and "81100" are not
+
+
+def test_constraint_along_a_target_trains_the_choice_decoding_makes(model_dir):
+    processor = DocFormerV2Processor.from_pretrained(model_dir)
+    tokenizer, vocab_size = processor.tokenizer, len(processor.tokenizer)
+    separator, eos = tokenizer.convert_tokens_to_ids(FIELD_SEPARATOR), tokenizer.eos_token_id
+    fields = ["company", "total", "date"]
+    # the labelled company is not on the page (a misread): that field cannot be held to it
+    values = {"company": "ZEBRA 77", "total": "9.00", "date": "25/12/2018"}
+    target = [*tokenizer(build_target(values, fields), add_special_tokens=False)["input_ids"], eos]
+    labels = torch.tensor([[*target, -100, -100]])
+    constraint, batch = constraint_for(processor, ocr_page(), fields)
+    allowed = constraint.allowed_along(labels, vocab_size)[0]
+    assert allowed[torch.arange(len(target)), target].all()  # every label may be chosen
+
+    closers = [i for i, token in enumerate(target) if token in (separator, eos)]
+    starts = [0, *(i + 1 for i in closers[:-1])]
+    counts = allowed.sum(-1).tolist()
+    for name, start, closer in zip(fields, starts, closers, strict=True):
+        name_length = len(tokenizer(f"{name}:", add_special_tokens=False)["input_ids"])
+        assert counts[start : start + name_length] == [1] * name_length  # names are forced
+        value = range(start + name_length, closer + 1)
+        if name == "company":  # from the token that leaves the page to its closer: any token
+            left = next(i for i in value if counts[i] == vocab_size)
+            assert all(counts[i] == vocab_size for i in range(left, closer + 1))
+        else:
+            assert all(1 <= counts[i] < vocab_size for i in value)  # held to the page again
+    first_total_piece = starts[1] + len(tokenizer("total:", add_special_tokens=False)["input_ids"])
+    pieces = [tokenizer.convert_ids_to_tokens(t).lstrip("▁")
+              for t in torch.nonzero(allowed[first_total_piece]).flatten().tolist()
+              if t not in (separator, tokenizer.convert_tokens_to_ids("▁"))]  # fmt: skip
+    assert pieces and all("RM9.00".startswith(p) or "9.00".startswith(p) for p in pieces)
+    assert counts[closers[-1]] == 1  # after the whole date only the end
+    assert allowed[len(target) :].all()  # padding is not held to anything
+
+    # the page objective normalises over those tokens: never a larger loss than the vocabulary's
+    torch.manual_seed(0)
+    model = DocFormerV2ForConditionalGeneration(DocFormerV2Config.from_pretrained(model_dir))
+    batch = {**batch, "labels": labels}
+    page = training_loss(model, processor, fields, batch, "page")
+    vocabulary = training_loss(model, processor, fields, batch, "vocabulary")
+    assert torch.isfinite(page) and 0 < page < vocabulary
 
 
 def test_constrained_generation_writes_every_field_as_a_span_of_the_page(model_dir):

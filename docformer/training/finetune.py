@@ -3,12 +3,13 @@ every field (`docformer.schema`), with early stopping on validation F1.
 
     docformer finetune --model DIR --data DIR... --out DIR [--val-split 0.2] [--fields a,b,...] \
         [--epochs 20] [--max-steps N] [--batch-size 8] [--lr 5e-4] [--warmup N] \
-        [--eval-every N] [--patience 3] [--ocr-cache DIR] [--seed 0] [--device auto] \
-        [--threads N] [--limit N]
+        [--eval-every N] [--patience 3] [--objective page|vocabulary] [--ocr-cache DIR] \
+        [--seed 0] [--device auto] [--threads N] [--limit N]
 
 Training rows. The encoder reads a page (image + OCR tokens) and the prompt
 `build_prompt(fields)`; the decoder target is `build_target(values, fields)` + `</s>`. Only the
-decoder cross-entropy is trained (no line/grid targets are passed, so those heads are idle).
+decoder cross-entropy is trained (no line/grid targets are passed, so those heads are idle),
+by default normalised over the tokens extraction may choose at each place (`training_loss`).
 - A one-page document is one row. When its OCR tokens do not fit the encoder next to the prompt,
   the row is the processor window (`window_spans`) holding the most words of the labelled values
   (case-insensitive word matches; the first such window on a tie): the window where the answers
@@ -307,6 +308,41 @@ def evaluate_model(
     return score_answers(answers, examples, fields)
 
 
+# --- the objective -----------------------------------------------------------------------------
+
+OBJECTIVES = ("page", "vocabulary")
+
+
+def training_loss(
+    model: DocFormerV2ForConditionalGeneration,
+    processor: DocFormerV2Processor,
+    fields: Sequence[str],
+    batch: dict[str, torch.Tensor],
+    objective: str,
+) -> torch.Tensor:
+    """Decoder cross-entropy of the targets (no line/grid targets are given, so only that).
+
+    "vocabulary": over the whole vocabulary, the model's plain objective. "page" (the default):
+    normalised, at each target position, over the tokens `PageSpanConstraint` allows there, the
+    tokens extraction chooses among. Extraction never writes a field name or a value that is
+    not on the page, so training spends nothing on ruling those out: the names cost nothing,
+    and the loss of a value is the model's preference for the right one among the page's
+    answers (for a total: among the page's amounts), which is the decision extraction makes.
+    A labelled value the window does not hold is trained over the whole vocabulary."""
+    output = model(**batch)
+    if objective == "vocabulary":
+        return output.loss
+    labels = batch["labels"]
+    constraint = PageSpanConstraint.for_batch(processor.tokenizer, fields, batch)
+    allowed = constraint.allowed_along(labels.cpu(), output.logits.size(-1))
+    logits = output.logits.float().masked_fill(
+        ~allowed.to(output.logits.device), torch.finfo(torch.float32).min
+    )
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+    )
+
+
 # --- the loop ----------------------------------------------------------------------------------
 
 
@@ -328,12 +364,15 @@ def finetune(
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
+    objective: str = "page",
     log: LogFn | None = None,
 ) -> FinetuneResult:
     """Fine-tunes the model in `base_model_dir` on `train_examples`, validating on
     `val_examples` (the training set when there are none: then nothing stops early and the
     last weights are kept). Saves the best model, its processor and metrics.json into OUT."""
     started = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
     if threads is not None:
         torch.set_num_threads(threads)
     if not train_examples:
@@ -385,7 +424,7 @@ def finetune(
         batch = collate_rows(processor, [rows[i] for i in chunk])
         batch = {key: value.to(torch_device) for key, value in batch.items()}
 
-        loss = model(**batch).loss  # decoder cross-entropy only: no line/grid targets given
+        loss = training_loss(model, processor, fields, batch, objective)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
@@ -465,6 +504,7 @@ def finetune(
             "patience": patience,
             "seed": seed,
             "device": str(torch_device),
+            "objective": objective,
         },  # fmt: skip
         "loss_curve": loss_curve,
         "evaluations": evaluations,
@@ -514,6 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-every", type=int, help="steps between evaluations (default: an epoch)"
     )
     parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument(
+        "--objective", choices=OBJECTIVES, default="page",
+        help="normalise the loss over the tokens the page allows (page) or over the whole "
+        "vocabulary",
+    )  # fmt: skip
     parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -561,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         device=args.device,
         threads=args.threads,
+        objective=args.objective,
     )
     print(
         f"done: {result.steps} steps in {result.wall_seconds:.0f} s, best F1 {result.best_f1:.4f} "
