@@ -10,6 +10,7 @@ import pytest
 import torch
 from faker import Faker
 from PIL import Image, ImageDraw
+from safetensors.torch import load_file, save_file
 
 from docformer.document import OCRResult, Word
 from docformer.models.docformerv2 import (
@@ -254,6 +255,38 @@ def test_save_and_load_give_identical_logits(model, processor, tmp_path):
     for key in ("logits", "line_logits", "grid_logits", "loss"):
         assert torch.equal(a[key], b[key]), key
     assert DocFormerV2Processor.from_pretrained(tmp_path).to_dict() == processor.to_dict()
+
+
+def test_follow_shift_loads_as_zero_into_older_weights_and_can_cancel_the_bonus(
+    model, processor, tmp_path
+):
+    batch = PretrainingCollator(processor, seed=0)([make_page(9, 20), make_page(10, 7)])
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    older = {k: v for k, v in weights.items() if "follow_shift" not in k}  # saved before it
+    save_file(older, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    reloaded, info = DocFormerV2ForConditionalGeneration.from_pretrained(
+        tmp_path, output_loading_info=True
+    )
+    shift = reloaded.copy_head.follow_shift
+    assert set(info["missing_keys"]) == {
+        "copy_head.follow_shift.weight",
+        "copy_head.follow_shift.bias",
+    }
+    assert not shift.weight.any() and not shift.bias.any()
+    reloaded.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)  # as it was trained
+        # a shift of minus the bonuses is a copy head without them
+        shift.bias.copy_(
+            -torch.cat([reloaded.copy_head.follow_bonus, reloaded.copy_head.follow_pair_bonus])
+        )
+        shifted = reloaded(**batch).logits
+        shift.bias.zero_()
+        reloaded.copy_head.follow_bonus.zero_()
+        reloaded.copy_head.follow_pair_bonus.zero_()
+        torch.testing.assert_close(shifted, reloaded(**batch).logits)
+        assert not torch.equal(shifted, model(**batch).logits)
 
 
 def test_sdpa_and_eager_attention_agree(config, processor):

@@ -183,6 +183,12 @@ class CopyHead(nn.Module):
     leaves `follows` ambiguous, and the copy jumps to another occurrence ("43000 KAJANG, 43000
     KAJANG, ..."): `follows_pair` marks the positions after an occurrence of the last *two*
     tokens emitted, which is almost always one place, and earns a second bonus b2.
+
+    Both bonuses are shifted by a linear function of the decoder state (`follow_shift`, zero at
+    first). A constant bonus is right inside a span and wrong at a value's first token: there
+    the token just emitted is the ":" of the field name, so `follows` marks every place after a
+    colon of the page ("CASH : 20.00", "Tel:03-...") and pulls the answer there. The decoder
+    state knows which of the two it is in.
     """
 
     def __init__(self, config: DocFormerV2Config):
@@ -193,6 +199,7 @@ class CopyHead(nn.Module):
         self.gate = nn.Linear(2 * d, 1)
         self.follow_bonus = nn.Parameter(torch.zeros(1))
         self.follow_pair_bonus = nn.Parameter(torch.zeros(1))
+        self.follow_shift = nn.Linear(d, 2)
 
     def forward(
         self,
@@ -218,8 +225,9 @@ class CopyHead(nn.Module):
         two_before = F.pad(input_ids[:, :-2], (2, 0), value=-1)
         follows = before[:, None, :] == last[:, :, None]
         follows_pair = follows & (two_before[:, None, :] == second_last[:, :, None])
-        scores = scores + self.follow_bonus.float() * follows
-        scores = scores + self.follow_pair_bonus.float() * follows_pair
+        shift = self.follow_shift(decoder_states).float()  # (B, L, 2)
+        scores = scores + (self.follow_bonus.float() + shift[..., :1]) * follows
+        scores = scores + (self.follow_pair_bonus.float() + shift[..., 1:]) * follows_pair
         scores = scores.masked_fill(~copyable[:, None, :], torch.finfo(scores.dtype).min)
         attention = scores.softmax(-1) * copyable[:, None, :]  # rows without any copyable: 0
         context = torch.einsum("bls,bsd->bld", attention.to(text_states.dtype), text_states)
@@ -285,6 +293,11 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
             # Linear layers inside are initialised on their own visit.
             init.constant_(module.follow_bonus, 2.0)
             init.constant_(module.follow_pair_bonus, 2.0)
+        elif self.copy_head is not None and module is self.copy_head.follow_shift:
+            # Zero: the constant bonuses alone at first, and a model saved before this layer
+            # existed loads with the behaviour it was trained with.
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         elif any(module is table for table in self.spatial.children()):
             # Six tables are summed: std 1/sqrt(6) each keeps the layout signal at the scale of
             # one token embedding instead of drowning it.
