@@ -65,6 +65,7 @@ def transcription_ocr(lines_csv: Path, image_path: Path) -> OCRResult:
     with Image.open(image_path) as image:
         width, height = image.size
     words: list[Word] = []
+    line_id = 0  # lines numbered as they hold words
     with lines_csv.open(newline="", encoding="utf-8-sig") as handle:
         for row in csv.reader(handle):
             if len(row) < 9:
@@ -72,15 +73,15 @@ def transcription_ocr(lines_csv: Path, image_path: Path) -> OCRResult:
             xs, ys = [float(v) for v in row[0:8:2]], [float(v) for v in row[1:8:2]]
             text = ",".join(row[8:])  # an unquoted comma in the text splits it into more cells
             x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-            line_id = len({w.line_id for w in words})
             per_char = (x1 - x0) / max(len(text), 1)
-            position = 0
+            position, line_words = 0, len(words)
             for piece in text.split(" "):
                 if piece:
                     left = x0 + position * per_char
                     box = (left, y0, left + len(piece) * per_char, y1)
                     words.append(Word(piece, box, 1.0, line_id))
                 position += len(piece) + 1
+            line_id += len(words) > line_words
     return OCRResult(width, height, words, engine="sroie-transcriptions")
 
 

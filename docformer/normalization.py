@@ -295,8 +295,8 @@ _RECENT_YEAR = r"(?:199\d|20[0-3]\d)"
 _GLUED_DATES = (
     re.compile(rf"\d{{1,2}}([/.-])\d{{1,2}}\1{_RECENT_YEAR}"),
     re.compile(rf"{_RECENT_YEAR}([/.-])\d{{1,2}}\1\d{{1,2}}"),
-    re.compile(r"(?<!\d)\d{8}(?!\d)"),
 )
+_COMPACT_DATE = re.compile(r"(?<!\d)\d{8}(?!\d)")
 
 
 def _is_compact_date(digits: str) -> bool:
@@ -313,16 +313,13 @@ def _is_compact_date(digits: str) -> bool:
 
 def _glued_dates(text: str) -> list[tuple[int, int]]:
     """(start, end) of every numeric date printed inside a longer word of `text`."""
-    spans = []
-    for pattern in _GLUED_DATES:
-        for match in pattern.finditer(text):
-            date = match.group()
-            if len(date) == 8 and date.isdigit():
-                if _is_compact_date(date):
-                    spans.append(match.span())
-            elif normalize_date(date) is not None:
-                spans.append(match.span())
-    return spans
+    spans = [
+        match.span()
+        for pattern in _GLUED_DATES
+        for match in pattern.finditer(text)
+        if normalize_date(match.group()) is not None
+    ]
+    return spans + [m.span() for m in _COMPACT_DATE.finditer(text) if _is_compact_date(m.group())]
 
 
 def _glued_amounts(text: str) -> list[str]:
