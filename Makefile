@@ -26,7 +26,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q --basetemp="$$(mktemp -d)/pytest"
+	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q --durations=15 --basetemp="$$(mktemp -d)/pytest"
 
 # The shipped checkpoint, from nothing (docformer/MODEL_CARD.md): a synthetic corpus, its
 # tokenizer, pre-training, fine-tuning in three rounds (each from the last at a lower learning

@@ -150,9 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0 if flow_run.state.is_completed() else 1
         return 0
     # The embedded default: the flow runs here, on the ephemeral API.
-    from flows.deployments import ensure_concurrency_limits
+    from flows.deployments import ensure_concurrency_limits, start_api
     from flows.digitize import digitize
 
+    start_api()
     ensure_concurrency_limits()
     print_summary(digitize(**parameters))
     return 0
@@ -382,7 +383,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows import demo
-    from flows.deployments import ensure_concurrency_limits
+    from flows.deployments import ensure_concurrency_limits, start_api
     from flows.digitize import digitize
 
     settings = _settings()
@@ -396,6 +397,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bar = progress.add_task("uploading to the inbox", total=len(documents))
         prefix = f"{settings.inbox_prefix}{demo.DEMO_PREFIX}"
         demo.upload_documents(settings, documents, prefix, lambda: progress.advance(bar))
+    start_api()
     ensure_concurrency_limits()
     summary = digitize(prefix=prefix)
     print_summary(summary)

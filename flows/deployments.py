@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from flows.tasks import EXTRACT_LIMIT
@@ -18,6 +19,28 @@ from flows.tasks import EXTRACT_LIMIT
 WORK_POOLS = ("docflow-cpu", "docflow-gpu")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_FILE = PROJECT_DIR / "prefect.yaml"
+
+
+def start_api(echo: Callable[[str], None] = print) -> None:
+    """Start the ephemeral Prefect API now, deliberately, when no server is configured.
+
+    Prefect would start it at the first client call anyway; starting it here says so first,
+    because its first start creates and migrates a SQLite database, which takes a while on a
+    small machine (the start-up timeout is raised for it in `flows.services.prefect_environment`).
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.client.orchestration import get_client
+
+    # The server cannot create its database in a folder that does not exist, and the client
+    # would then wait out the whole start-up timeout.
+    Path(PREFECT_HOME.value()).expanduser().mkdir(parents=True, exist_ok=True)
+
+    echo("Prefect: starting the local (ephemeral) API; the first start creates its database")
+    with get_client(sync_client=True) as client:
+        client.api_healthcheck()
 
 
 def ensure_concurrency_limits(extract_slots: int = 1) -> None:

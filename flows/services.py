@@ -54,10 +54,30 @@ class ServiceError(RuntimeError):
 class PortInUse(ServiceError):
     def __init__(self, port: int, service: str):
         self.port, self.service = port, service
+        holder = port_holder(port)
         super().__init__(
-            f"port {port} on {LOOPBACK} (needed by {service}) is already in use by another "
-            f"program; stop that program or choose another port in the settings"
+            f"port {port} on {LOOPBACK} (needed by {service}) is already in use by "
+            f"{holder or 'another program'}; stop that program or choose another port in the "
+            f"settings"
         )
+
+
+def port_holder(port: int) -> str | None:
+    """Which process holds a local port, in words ("pid 123 (nginx), listening"), or None when
+    the system does not say (another user's process seen without privileges)."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return None
+    for conn in connections:
+        if conn.laddr and conn.laddr.port == port and conn.pid is not None:
+            try:
+                name = psutil.Process(conn.pid).name()
+            except psutil.Error:
+                name = "exited"
+            what = "listening" if conn.status == psutil.CONN_LISTEN else "a connection's local end"
+            return f"pid {conn.pid} ({name}), {what}"
+    return None
 
 
 # -- ports ----------------------------------------------------------------------------------
@@ -419,6 +439,9 @@ def _weed_binary() -> str:
 # -- Prefect --------------------------------------------------------------------------------
 
 
+EPHEMERAL_API_STARTUP_SECONDS = 300
+
+
 def prefect_environment(settings: Settings) -> dict[str, str]:
     """Environment for Prefect in the embedded default: its state under $DOCFLOW_HOME/prefect,
     and no outbound analytics."""
@@ -427,6 +450,10 @@ def prefect_environment(settings: Settings) -> dict[str, str]:
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        # The first start of the ephemeral API creates and migrates its SQLite database: on a
+        # busy 2-core machine that outlasts Prefect's default 20 s and the run dies with
+        # "Timed out while attempting to connect to ephemeral Prefect API server".
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(EPHEMERAL_API_STARTUP_SECONDS),
     }
 
 

@@ -17,9 +17,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 # Ports of the embedded default; chosen away from the usual 5432/9000 so a developer's own
-# PostgreSQL or MinIO does not collide with it.
-EMBEDDED_PG_PORT = 55432
-EMBEDDED_S3_PORT = 58333
+# PostgreSQL or MinIO does not collide with it, and below Linux's ephemeral range (32768-60999,
+# /proc/sys/net/ipv4/ip_local_port_range), where any outgoing connection may be given the port
+# for a while and make `docflow up` refuse to start.
+EMBEDDED_PG_PORT = 25432
+EMBEDDED_S3_PORT = 28333
 # A secret's value that names a Prefect Secret block holding the real value.
 PREFECT_SECRET_PREFIX = "prefect-secret:"
 

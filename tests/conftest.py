@@ -26,8 +26,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def free_port_block(size: int, start: int = 20000, end: int = 40000) -> int:
-    """A base port such that base..base+size-1 and base+10000.. are all free on 127.0.0.1."""
+def free_port_block(size: int, start: int = 10000, end: int = 22000) -> int:
+    """A base port such that base..base+size-1 and base+10000.. are all free on 127.0.0.1.
+
+    Both blocks stay below Linux's ephemeral range (32768-60999): a port there can be taken at
+    any moment by an outgoing connection, between this check and the server's bind."""
     rng = secrets.SystemRandom()
     for _ in range(200):
         base = rng.randrange(start, end - size)

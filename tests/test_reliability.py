@@ -409,8 +409,12 @@ def test_two_runs_at_once_share_the_documents_without_overlap(
     assert sum(job.documents_seen for job in jobs) == total
     states = document_states(url)
     assert {(s.status, s.extractions) for s in states.values()} == {("extracted", 1)}
+    # How the two runs split the work depends on how their claims interleave, which the
+    # scheduler decides: each took some, neither more than its limit, and no document twice.
     by_job = query(url, "SELECT job_id, count(*) FROM extractions GROUP BY job_id")
-    assert sorted(count for _, count in by_job) == [total - 50, 50]
+    counts = [count for _, count in by_job]
+    assert len(counts) == 2 and all(0 < count <= 50 for count in counts)
+    assert sum(counts) == total
 
 
 def test_finetune_crash_half_way_keeps_the_active_model_and_records_the_failure(

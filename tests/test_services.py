@@ -144,9 +144,9 @@ def test_status_and_down_when_nothing_runs(embedded):
 
 
 def test_seaweedfs_ports_are_a_block_above_the_s3_port():
-    ports = seaweedfs_ports(58333)
-    assert ports["s3.port"] == 58333
-    assert sorted(ports.values()) == list(range(58333, 58333 + len(SEAWEEDFS_PORT_FLAGS)))
+    ports = seaweedfs_ports(28333)
+    assert ports["s3.port"] == 28333
+    assert sorted(ports.values()) == list(range(28333, 28333 + len(SEAWEEDFS_PORT_FLAGS)))
 
 
 def test_help_is_fast_and_lists_commands():
@@ -161,3 +161,30 @@ def test_help_is_fast_and_lists_commands():
     # nothing heavy is imported just to print the help
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert not imported & {"prefect", "sqlalchemy", "minio", "torch", "pydantic"}
+
+
+def test_ephemeral_prefect_api_first_start_under_load(tmp_path: Path):
+    """The first start of the ephemeral API (an empty PREFECT_HOME: its SQLite database is
+    created and migrated) succeeds with the other core busy, through the same environment and
+    start-up call `docflow run` and `docflow demo` use."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCFLOW_", "PREFECT_"))}
+    env["DOCFLOW_HOME"] = str(tmp_path / "home")
+    script = (
+        "from flows.services import apply_prefect_environment\n"
+        "from flows.settings import Settings\n"
+        "apply_prefect_environment(Settings())\n"
+        "from flows.deployments import ensure_concurrency_limits, start_api\n"
+        "start_api()\n"
+        "ensure_concurrency_limits()\n"
+    )
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+        )
+    finally:
+        busy.kill()
+        busy.wait()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "starting the local (ephemeral) API" in result.stdout
+    assert (tmp_path / "home" / "prefect").is_dir()
