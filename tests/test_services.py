@@ -133,6 +133,7 @@ def test_port_taken_by_another_program_is_named(embedded):
         result = docflow(embedded, "up")
     assert result.returncode == 1
     assert f"port {taken}" in result.stderr and "Traceback" not in result.stderr
+    assert f"pid {os.getpid()} (" in result.stderr  # the holder is named: this test's process
     assert started_pids(embedded) == {}  # the check comes before anything starts
 
 
