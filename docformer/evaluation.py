@@ -1,5 +1,7 @@
 """Evaluation of an extractor on a labelled folder: per-field and overall precision, recall, F1
-and ANLS (`docformer.metrics`), how well confidence predicts correctness, and speed.
+and ANLS (`docformer.metrics`), how well confidence predicts correctness, and speed. F1 is shown
+twice, exact (the SROIE rule) and ignoring case, so a loss that is only labelling convention
+("22 Mar 18" for "22 MAR 18") can be told from a wrong reading.
 
     docformer eval --data DIR [--model DIR] [--json] [--limit N] [--ocr-cache DIR] [--val-split F]
 
@@ -245,7 +247,7 @@ def print_report(report: EvaluationReport) -> None:
 
     console = Console()
     scores = Table(title=f"{report.model}: {report.documents} documents, {report.pages} pages")
-    for column in ("field", "support", "precision", "recall", "F1", "ANLS"):
+    for column in ("field", "support", "precision", "recall", "F1 exact", "F1 any case", "ANLS"):
         scores.add_column(column, justify="left" if column == "field" else "right")
     for name, score in report.scores.items():
         scores.add_row(
@@ -254,6 +256,7 @@ def print_report(report: EvaluationReport) -> None:
             f"{score.precision:.3f}",
             f"{score.recall:.3f}",
             f"{score.f1:.3f}",
+            f"{score.f1_case_insensitive:.3f}",
             f"{score.anls:.3f}",
             style="bold" if name == "overall" else None,
             end_section=name == list(report.scores)[-2] if len(report.scores) > 1 else False,

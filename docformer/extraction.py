@@ -45,12 +45,14 @@ from typing import Any
 
 import torch
 from PIL import Image
-from rapidfuzz import fuzz, process
 
+from docformer.alignment import Grounding, ground_answer, union_box
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.document import Box, Document, OCRResult
 from docformer.models.docformerv2 import (
+    DocFormerV2Config,
     DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForTokenClassification,
     DocFormerV2Processor,
     EncoderRow,
 )
@@ -62,20 +64,20 @@ from docformer.schema import (
     build_prompt,
     parse_generation,
 )
+from docformer.tagging import (
+    TaggedSpan,
+    TagWindow,
+    WordTagMerger,
+    decode_spans,
+    span_text,
+    span_value,
+    tag_windows,
+)
+from docformer.value_style import ValueStyle, styles_from_config
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-# Fuzzy grounding: the smallest rapidfuzz `fuzz.ratio` (0-100, normalised Indel similarity) for a
-# span of OCR words to count as the place an answer was read from. 80 accepts one wrong character
-# in five or more ("TRADlNG" for "TRADING"), and rejects one in four: for short values such as
-# "9.00" a near miss is more likely another number than an OCR typo, and no box beats a wrong one.
-FUZZY_MIN_RATIO = 80.0
-# Fuzzy candidates are runs of OCR words whose count is within this many of the answer's.
-FUZZY_WORD_SLACK = 2
-# Substring grounding (an answer inside a longer OCR word, "RM9.00" holding "9.00") needs at
-# least this many characters; shorter values match inside too many unrelated words.
-MIN_SUBSTRING_CHARS = 3
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -92,6 +94,9 @@ class ExtractedField:
     page: int | None = None  # index of the page the answer was grounded on
     box: Box | None = None  # union of its words' boxes, in that page's OCR pixels
     word_indices: list[int] = field(default_factory=list)  # into that page's `ocr.words`
+    # The text as printed on the page, before the field's learned value style (upper case...)
+    # was applied to `value`; None when the two are the same.
+    raw_value: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The field as `db.queries.ExtractionRecord.fields` takes it."""
@@ -111,6 +116,7 @@ class ExtractedField:
         return {
             "name": self.name,
             "value": self.value,
+            "raw_value": self.raw_value if self.raw_value is not None else self.value,
             "confidence": round(self.confidence, 6),
             "value_num": str(self.value_num) if self.value_num is not None else None,
             "value_date": self.value_date.isoformat() if self.value_date is not None else None,
@@ -139,111 +145,6 @@ class DocumentExtraction:
             "seconds": round(self.seconds, 4),
             "fields": {name: f.to_dict() for name, f in self.fields.items()},
         }
-
-
-# --- grounding --------------------------------------------------------------------------------
-
-
-@dataclass
-class Grounding:
-    word_indices: list[int]
-    box: Box
-    method: str  # "exact", "case-insensitive", "substring" or "fuzzy"
-    score: float = 100.0
-
-
-def union_box(boxes: Sequence[Box]) -> Box:
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
-
-
-def ground_answer(
-    answer: str,
-    ocr: OCRResult,
-    word_range: tuple[int, int] | None = None,
-    min_ratio: float = FUZZY_MIN_RATIO,
-) -> Grounding | None:
-    """The OCR words of a page that hold `answer`, or None.
-
-    Candidates are runs of consecutive words in reading order (so an address may run over
-    several lines), restricted to `word_range` = [first, last) word indices when given. Tried in
-    order, the first that finds something wins:
-
-    1. exact: the run's texts joined by single spaces equal the whitespace-collapsed answer;
-    2. case-insensitive: the same, lower-cased;
-    3. substring: the answer (at least `MIN_SUBSTRING_CHARS` long, lower-cased) lies inside the
-       joined text and starts or ends on a word boundary ("RM9.00" holds "9.00");
-    4. fuzzy: the run with the best `fuzz.ratio` against the answer, if at least `min_ratio`,
-       among runs of about as many words as the answer (OCR typos: "TRADlNG" for "TRADING").
-
-    In the first three stages the first run in reading order wins: a value printed twice (a
-    subtotal equal to the total) is grounded where it is printed first. Fuzzy ties go to the
-    run of fewer words, then to the earlier one.
-    """
-    target = " ".join(answer.split())
-    first, last = word_range if word_range is not None else (0, len(ocr.words))
-    first, last = max(0, first), min(len(ocr.words), last)
-    indices = [i for i in range(first, last) if ocr.words[i].text.strip()]
-    if not target or not indices:
-        return None
-    texts = [" ".join(ocr.words[i].text.split()) for i in indices]
-
-    def grounding(positions: Sequence[int], method: str, score: float = 100.0) -> Grounding:
-        words = [indices[p] for p in positions]
-        return Grounding(words, union_box([ocr.words[i].box for i in words]), method, score)
-
-    lowered, lowered_target = [t.lower() for t in texts], target.lower()
-    found = _find_run(target, texts)
-    if found is not None:
-        return grounding(found, "exact")
-    found = _find_run(lowered_target, lowered)
-    if found is not None:
-        return grounding(found, "case-insensitive")
-    if len(target) >= MIN_SUBSTRING_CHARS:
-        found = _find_run(lowered_target, lowered, whole_words=False)
-        if found is not None:
-            return grounding(found, "substring")
-
-    # Fuzzy: every run of n consecutive words, n within the slack of the answer's word count.
-    n_words = len(target.split())
-    runs, candidates = [], []
-    for n in range(max(1, n_words - FUZZY_WORD_SLACK), n_words + FUZZY_WORD_SLACK + 1):
-        for start in range(0, len(lowered) - n + 1):
-            runs.append(range(start, start + n))
-            candidates.append(" ".join(lowered[start : start + n]))
-    best = process.extractOne(lowered_target, candidates, scorer=fuzz.ratio, score_cutoff=min_ratio)
-    if best is None:
-        return None
-    _, score, position = best
-    return grounding(list(runs[position]), "fuzzy", float(score))
-
-
-def _find_run(target: str, texts: Sequence[str], whole_words: bool = True) -> list[int] | None:
-    """Positions of the first run of `texts` whose space-joined text is `target` (whole_words),
-    or that overlaps an occurrence of `target` starting or ending on a word boundary."""
-    starts, ends, offset = [], [], 0
-    for text in texts:
-        starts.append(offset)
-        ends.append(offset + len(text))
-        offset += len(text) + 1
-    joined = " ".join(texts)
-    start_set, end_set = set(starts), set(ends)
-    position = joined.find(target)
-    while position >= 0:
-        end = position + len(target)
-        at_start, at_end = position in start_set, end in end_set
-        if (at_start and at_end) if whole_words else (at_start or at_end):
-            return [
-                i
-                for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                if s < end and e > position
-            ]
-        position = joined.find(target, position + 1)
-    return None
 
 
 # --- batching ---------------------------------------------------------------------------------
@@ -316,24 +217,45 @@ def _read_model_info(model_dir: Path) -> dict[str, Any]:
 # --- the engine -------------------------------------------------------------------------------
 
 
+def load_model(
+    model_dir: str | Path,
+) -> DocFormerV2ForConditionalGeneration | DocFormerV2ForTokenClassification:
+    """The checkpoint's extraction head: the tagger when its config names a tagging schema,
+    else the generator."""
+    config = DocFormerV2Config.from_pretrained(model_dir)
+    if config.tagging_fields:
+        return DocFormerV2ForTokenClassification.from_pretrained(model_dir)
+    return DocFormerV2ForConditionalGeneration.from_pretrained(model_dir)
+
+
 class Extractor:
     """A DocFormerv2 checkpoint ready to extract fields; one per process is enough
     (`load_extractor`), and `extract` may be called from several threads."""
 
     def __init__(
         self,
-        model: DocFormerV2ForConditionalGeneration,
+        model: DocFormerV2ForConditionalGeneration | DocFormerV2ForTokenClassification,
         processor: DocFormerV2Processor,
         *,
         name: str,
-        fields: Sequence[str] = DEFAULT_FIELDS,
+        fields: Sequence[str] | None = None,
         max_batch_tokens: int = 16384,
         max_new_tokens: int | None = None,
     ):
         self.model = model.eval()
         self.processor = processor
         self.name = name
-        self.fields = tuple(fields)
+        # A tagging checkpoint reads the fields of its head, all at once; a generator answers
+        # whichever fields the prompt names.
+        self.tagging = isinstance(model, DocFormerV2ForTokenClassification)
+        if self.tagging:
+            schema = list(model.config.tagging_fields)
+            self.fields = tuple(f for f in (fields or schema) if f in schema)
+        else:
+            self.fields = tuple(fields or DEFAULT_FIELDS)
+        self.value_styles: dict[str, ValueStyle] = styles_from_config(
+            model.config.value_styles or {}
+        )
         self.prompt = build_prompt(self.fields)
         self.max_batch_tokens = int(max_batch_tokens)
         # Room for every field's name and a value as long as an address, plus the separators.
@@ -362,7 +284,7 @@ class Extractor:
         """
         directory = check_model_dir(model_dir)
         info = _read_model_info(directory)
-        model = DocFormerV2ForConditionalGeneration.from_pretrained(directory)
+        model = load_model(directory)
         model.to(resolve_device(device))
         processor = DocFormerV2Processor.from_pretrained(directory)
         name = info.get("model_name") or info.get("name")
@@ -378,7 +300,7 @@ class Extractor:
             model,
             processor,
             name=str(name),
-            fields=fields or trained_fields or DEFAULT_FIELDS,
+            fields=fields or trained_fields,
             max_batch_tokens=max_batch_tokens,
             max_new_tokens=max_new_tokens
             or (trained_budget if isinstance(trained_budget, int) else None),
@@ -415,10 +337,19 @@ class Extractor:
         fields, _ = self._extract_units([[(0, image, ocr)] for image, ocr in pages])
         return fields
 
+    def extract_units(
+        self, units: Sequence[Sequence[PageInput]]
+    ) -> list[dict[str, ExtractedField]]:
+        """Fields of each unit, a unit being one document's pages as (page index, image, OCR)
+        (fine-tuning validates through this, on pages it holds in memory)."""
+        return self._extract_units(units)[0]
+
     # --- internals --------------------------------------------------------------------------
     def _extract_units(
         self, units: Sequence[Sequence[PageInput]]
     ) -> tuple[list[dict[str, ExtractedField]], list[int]]:
+        if self.tagging:
+            return self._tag_units(units)
         windows = self.plan_windows(units)
         answers = self.answer_windows(units, windows)
         best = merge_answers(answers, [w.unit for w in windows], len(units))
@@ -435,6 +366,93 @@ class Extractor:
         for window in windows:
             windows_per_unit[window.unit] += 1
         return results, windows_per_unit
+
+    def _batch_inputs(
+        self, units: Sequence[Sequence[PageInput]], windows: Sequence[Window]
+    ) -> dict[str, torch.Tensor]:
+        """The padded encoder batch of `windows`, on the model's device."""
+        # Each page image is resized once per batch, however many of its windows are in it.
+        page_keys = list(dict.fromkeys((w.unit, w.page) for w in windows))
+        pixels = self.processor.pixel_values([units[unit][page][1] for unit, page in page_keys])
+        position = {key: i for i, key in enumerate(page_keys)}
+        pixel_values = pixels[[position[(w.unit, w.page)] for w in windows]]
+        batch = self.processor.pad([w.row for w in windows], pixel_values)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    # --- the tagging head ------------------------------------------------------------------
+    @torch.inference_mode()
+    def _tag_units(
+        self, units: Sequence[Sequence[PageInput]]
+    ) -> tuple[list[dict[str, ExtractedField]], list[int]]:
+        """Every word of every page tagged in length-sorted batches (`docformer.tagging`); per
+        unit and field the most confident span among all its pages is the answer."""
+        windows: list[Window] = []
+        tagged: list[TagWindow] = []
+        mergers: dict[tuple[int, int], WordTagMerger] = {}
+        n_tags = len(self.model.config.tag_names)
+        for unit_index, pages in enumerate(units):
+            for page_position, (_, _, ocr) in enumerate(pages):
+                for tag_window in tag_windows(self.processor, ocr):
+                    words = [word for _, word in tag_window.first_tokens]
+                    windows.append(
+                        Window(
+                            unit_index,
+                            page_position,
+                            tag_window.row,
+                            (min(words), max(words) + 1) if words else (0, 0),
+                            self.num_visual_tokens + len(tag_window.row.input_ids),
+                        )
+                    )
+                    tagged.append(tag_window)
+                    mergers.setdefault(
+                        (unit_index, page_position), WordTagMerger(len(ocr.words), n_tags)
+                    )
+        for batch_indices in length_batches([w.length for w in windows], self.max_batch_tokens):
+            batch = self._batch_inputs(units, [windows[i] for i in batch_indices])
+            probs = self.model(**batch).logits.float().softmax(-1).cpu().numpy()
+            for row, index in enumerate(batch_indices):
+                window = windows[index]
+                mergers[(window.unit, window.page)].add(tagged[index], probs[row])
+
+        results: list[dict[str, ExtractedField]] = [{} for _ in units]
+        schema = self.model.config.tagging_fields
+        for (unit, page_position), merger in mergers.items():
+            page_index, _, ocr = units[unit][page_position]
+            for name, spans in decode_spans(merger.probs, schema, ocr).items():
+                if name not in self.fields or not spans:
+                    continue
+                best = max(spans, key=lambda span: span.confidence)
+                current = results[unit].get(name)
+                if current is None or best.confidence > current.confidence:
+                    results[unit][name] = self._tagged_field(best, page_index, ocr)
+        for unit_fields in results:
+            self._settle_currency(unit_fields)
+        windows_per_unit = [0] * len(units)
+        for window in windows:
+            windows_per_unit[window.unit] += 1
+        return [
+            {name: unit_fields[name] for name in self.fields if name in unit_fields}
+            for unit_fields in results
+        ], windows_per_unit
+
+    def _tagged_field(self, span: TaggedSpan, page_index: int, ocr: OCRResult) -> ExtractedField:
+        printed = span_value(span.field, span_text(ocr, span))
+        style = self.value_styles.get(span.field)
+        value = style.apply(printed) if style is not None else printed
+        typed = normalize_field(span.field, printed)
+        words = list(span.word_indices)
+        return ExtractedField(
+            name=span.field,
+            value=value,
+            confidence=span.confidence,
+            value_num=typed.value_num,
+            value_date=typed.value_date,
+            currency=typed.currency,
+            page=page_index,
+            box=union_box([ocr.words[i].box for i in words]),
+            word_indices=words,
+            raw_value=printed if value != printed else None,
+        )
 
     def plan_windows(self, units: Sequence[Sequence[PageInput]]) -> list[Window]:
         """Every page of every unit (a document, or a page on its own) cut into encoder rows."""
@@ -473,14 +491,7 @@ class Extractor:
         tokenizer = self.processor.tokenizer
         answers: list[dict[str, FieldAnswer] | None] = [None] * len(windows)
         for batch_indices in length_batches([w.length for w in windows], self.max_batch_tokens):
-            batch_windows = [windows[i] for i in batch_indices]
-            # Each page image is resized once per batch, however many of its windows are in it.
-            page_keys = list(dict.fromkeys((w.unit, w.page) for w in batch_windows))
-            pixels = self.processor.pixel_values([units[unit][page][1] for unit, page in page_keys])
-            position = {key: i for i, key in enumerate(page_keys)}
-            pixel_values = pixels[[position[(w.unit, w.page)] for w in batch_windows]]
-            batch = self.processor.pad([w.row for w in batch_windows], pixel_values)
-            batch = {key: value.to(self.device) for key, value in batch.items()}
+            batch = self._batch_inputs(units, [windows[i] for i in batch_indices])
             constraint = PageSpanConstraint.for_batch(tokenizer, self.fields, batch)
             generation = self.model.generate_answers(
                 **batch, max_new_tokens=self.max_new_tokens, constraint=constraint
@@ -657,6 +668,7 @@ __all__ = [
     "Window",
     "ground_answer",
     "length_batches",
+    "load_model",
     "merge_answers",
     "resolve_device",
     "load_extractor",

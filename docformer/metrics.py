@@ -13,6 +13,13 @@ Per field over a set of documents:
 ANLS (average normalised Levenshtein similarity, Biten et al. 2019) over the labelled pairs:
 1 - normalised edit distance, counted as 0 when that distance is 0.5 or more; an empty prediction
 for a labelled field scores 0. It credits near misses that exact match does not.
+
+Beside the exact counts, every score also counts matches that ignore letter case
+(`*_case_insensitive`). Labelling conventions differ in case alone (SROIE labels are upper case,
+"22 MAR 18", where the receipt prints "22 Mar 18"), so the gap between the two F1s tells how much
+of the exact-match loss is only a matter of convention and how much is reading the wrong text.
+The exact figures stay the headline ones and keep their names; the other ones are always named
+as case-insensitive, so neither can be taken for the other.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ ANLS_THRESHOLD = 0.5
 def normalize_value(value: object) -> str:
     """Trim and collapse whitespace; None is the empty string."""
     return " ".join(str(value).split()) if value is not None else ""
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
 
 
 def anls(prediction: object, gold: object) -> float:
@@ -46,6 +57,10 @@ class FieldScore:
     false_positives: int = 0
     false_negatives: int = 0
     anls_sum: float = 0.0
+    # The same counts with letter case ignored (see the module docstring).
+    true_positives_case_insensitive: int = 0
+    false_positives_case_insensitive: int = 0
+    false_negatives_case_insensitive: int = 0
 
     @property
     def precision(self) -> float:
@@ -66,12 +81,34 @@ class FieldScore:
     def anls(self) -> float:
         return self.anls_sum / self.support if self.support else 0.0
 
+    @property
+    def precision_case_insensitive(self) -> float:
+        return _ratio(
+            self.true_positives_case_insensitive,
+            self.true_positives_case_insensitive + self.false_positives_case_insensitive,
+        )
+
+    @property
+    def recall_case_insensitive(self) -> float:
+        return _ratio(
+            self.true_positives_case_insensitive,
+            self.true_positives_case_insensitive + self.false_negatives_case_insensitive,
+        )
+
+    @property
+    def f1_case_insensitive(self) -> float:
+        p, r = self.precision_case_insensitive, self.recall_case_insensitive
+        return 2 * p * r / (p + r) if p + r else 0.0
+
     def add(self, other: FieldScore) -> None:
         self.support += other.support
         self.true_positives += other.true_positives
         self.false_positives += other.false_positives
         self.false_negatives += other.false_negatives
         self.anls_sum += other.anls_sum
+        self.true_positives_case_insensitive += other.true_positives_case_insensitive
+        self.false_positives_case_insensitive += other.false_positives_case_insensitive
+        self.false_negatives_case_insensitive += other.false_negatives_case_insensitive
 
     def to_dict(self) -> dict[str, float | int | str]:
         return {
@@ -80,6 +117,9 @@ class FieldScore:
             "recall": self.recall,
             "f1": self.f1,
             "anls": self.anls,
+            "precision_case_insensitive": self.precision_case_insensitive,
+            "recall_case_insensitive": self.recall_case_insensitive,
+            "f1_case_insensitive": self.f1_case_insensitive,
         }
 
 
@@ -91,6 +131,7 @@ def score_fields(
     """Per-field scores plus "overall", for predictions[i] against labels[i].
 
     `fields` defaults to every field named in the labels; empty or None values mean absent.
+    Each score carries the exact counts and, beside them, the counts with case ignored.
     """
     if len(predictions) != len(labels):
         raise ValueError(f"{len(predictions)} predictions for {len(labels)} labelled documents")
@@ -109,8 +150,15 @@ def score_fields(
                 else:
                     score.false_negatives += 1
                     score.false_positives += bool(p)
+                # casefold, not lower: it is meant for caseless matching ("ß" ~ "SS").
+                if p.casefold() == g.casefold():
+                    score.true_positives_case_insensitive += 1
+                else:
+                    score.false_negatives_case_insensitive += 1
+                    score.false_positives_case_insensitive += bool(p)
             elif p:
                 score.false_positives += 1
+                score.false_positives_case_insensitive += 1
     overall = FieldScore("overall")
     for score in scores.values():
         overall.add(score)

@@ -360,6 +360,13 @@ def _spans(text: str, max_words: int) -> list[tuple[int, int, int]]:
     return spans
 
 
+def amount_digits(text: str) -> str | None:
+    """The number of an amount as printed, without its currency ("RM9.00" -> "9.00"), or None
+    when the text holds no amount."""
+    found = _AMOUNT_NUMBER.search(text)
+    return found.group(0) if found else None
+
+
 def typed_spans(name: str, text: str) -> list[str] | None:
     """Every piece of `text` that can be the value of field `name` by its type, or None when
     the field has no type (any text can be its value).

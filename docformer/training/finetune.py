@@ -365,11 +365,26 @@ def finetune(
     device: str = "auto",
     threads: int | None = None,
     objective: str = "page",
+    head: str = "auto",
+    resume: bool = False,
     log: LogFn | None = None,
 ) -> FinetuneResult:
     """Fine-tunes the model in `base_model_dir` on `train_examples`, validating on
     `val_examples` (the training set when there are none: then nothing stops early and the
-    last weights are kept). Saves the best model, its processor and metrics.json into OUT."""
+    last weights are kept). Saves the best model, its processor and metrics.json into OUT.
+
+    `head`: "tagging" trains the word-tagging head (`docformer.training.tagging`), "generation"
+    the decoder, "auto" the head the base checkpoint has (a generator for a pre-trained one).
+    `resume` continues an interrupted tagging run from OUT's saved state."""
+    if resolve_head(base_model_dir, head) == "tagging":
+        from docformer.training.tagging import finetune_tagging
+
+        return finetune_tagging(
+            base_model_dir, train_examples, val_examples, out_dir, fields=fields,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, warmup=warmup,
+            weight_decay=weight_decay, eval_every=eval_every, patience=patience, seed=seed,
+            device=device, threads=threads, resume=resume, log=log,
+        )  # fmt: skip
     started = time.perf_counter()
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, not {objective!r}")
@@ -513,9 +528,29 @@ def finetune(
     return FinetuneResult(out_dir, metrics, best_f1, loss_curve, step, wall_seconds)
 
 
+HEADS = ("auto", "tagging", "generation")
+
+
+def resolve_head(base_model_dir: str | Path, head: str) -> str:
+    """ "tagging" or "generation": `head`, or for "auto" the head the base checkpoint has."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    if head != "auto":
+        return head
+    from docformer.models.docformerv2 import DocFormerV2Config
+
+    return (
+        "tagging"
+        if DocFormerV2Config.from_pretrained(base_model_dir).tagging_fields
+        else ("generation")
+    )
+
+
 def print_record(record: dict[str, Any]) -> None:
     """One plain, flushed line per log record (terminals and `nohup` logs alike)."""
-    if "evaluation" in record:
+    if "message" in record:
+        print(record["message"], flush=True)
+    elif "evaluation" in record:
         e = record["evaluation"]
         print(
             f"eval  step {e['step']:>6} | F1 {e['f1']:.4f} ANLS {e['anls']:.4f} "
@@ -559,6 +594,14 @@ def main(argv: list[str] | None = None) -> int:
         help="normalise the loss over the tokens the page allows (page) or over the whole "
         "vocabulary",
     )  # fmt: skip
+    parser.add_argument(
+        "--head", choices=HEADS, default="auto",
+        help="tagging: label OCR words over the fields; generation: write the answers; auto: "
+        "the base checkpoint's head (generation for a pre-trained one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted tagging run in --out"
+    )
     parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -607,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         threads=args.threads,
         objective=args.objective,
+        head=args.head,
+        resume=args.resume,
     )
     print(
         f"done: {result.steps} steps in {result.wall_seconds:.0f} s, best F1 {result.best_f1:.4f} "

@@ -3,7 +3,10 @@
 from docformer.models.docformerv2.configuration_docformerv2 import PRESETS, DocFormerV2Config
 from docformer.models.docformerv2.modeling_docformerv2 import (
     DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForTokenClassification,
+    DocFormerV2Model,
     DocFormerV2Output,
+    DocFormerV2PreTrainedModel,
     GreedyGeneration,
 )
 from docformer.models.docformerv2.processing_docformerv2 import (
@@ -20,7 +23,10 @@ __all__ = [
     "Answer",
     "DocFormerV2Config",
     "DocFormerV2ForConditionalGeneration",
+    "DocFormerV2ForTokenClassification",
+    "DocFormerV2Model",
     "DocFormerV2Output",
+    "DocFormerV2PreTrainedModel",
     "DocFormerV2Processor",
     "EncoderRow",
     "GreedyGeneration",

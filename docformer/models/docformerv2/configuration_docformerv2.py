@@ -109,6 +109,12 @@ class DocFormerV2Config(T5Config):
         field after it. Field names differ, so the answer's own structure never repeats 4 tokens.
     decoder_start_token_id (`int`, defaults to 0):
         First decoder input (the pad token, as in T5).
+    tagging_fields (`list[str]`, defaults to None):
+        The field schema of `DocFormerV2ForTokenClassification`: each OCR word is tagged "O",
+        "B-<field>" or "I-<field>" (`tag_names`). None for the other heads.
+    value_styles (`dict`, defaults to None):
+        Per field, the style the labels were written in (`docformer.value_style.ValueStyle`
+        as a dict), learned by fine-tuning; extraction writes values in it.
     """
 
     model_type = "docformerv2"
@@ -128,6 +134,8 @@ class DocFormerV2Config(T5Config):
     no_repeat_ngram_size: int = 4
     # T5 starts decoding from the pad token; transformers 5 keeps this out of T5Config.
     decoder_start_token_id: int | None = 0
+    tagging_fields: list[str] | None = None
+    value_styles: dict | None = None
 
     def __post_init__(self, **kwargs):
         self.image_size = [int(v) for v in self.image_size]
@@ -142,6 +150,14 @@ class DocFormerV2Config(T5Config):
             )
         if self.grid_size < 1:
             raise ValueError("grid_size must be at least 1")
+
+    @property
+    def tag_names(self) -> list[str]:
+        """BIO tags of the tagging head: "O", then "B-f", "I-f" for each field f in order."""
+        tags = ["O"]
+        for name in self.tagging_fields or []:
+            tags += [f"B-{name}", f"I-{name}"]
+        return tags
 
     @property
     def visual_grid(self) -> tuple[int, int]:

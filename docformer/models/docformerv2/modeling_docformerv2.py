@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, TokenClassifierOutput
 from transformers.models.t5.modeling_t5 import T5PreTrainedModel, T5Stack
 from transformers.utils import ModelOutput
 
@@ -240,44 +240,30 @@ class CopyHead(nn.Module):
         return probs.clamp_min(1e-12).log()
 
 
-class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
+class DocFormerV2PreTrainedModel(T5PreTrainedModel):
+    """What every DocFormerv2 head shares: the config class, weight initialisation, and the
+    multimodal encoder (token, spatial, visual and modality embeddings, then a T5 encoder).
+
+    The heads inherit the encoder's modules as attributes of their own (`shared`, `spatial`,
+    `visual`, `modality`, `encoder`) instead of holding a base model under a prefix, so every
+    class reads the same weight names: a tagging model loads the encoder of a pre-trained or
+    generation checkpoint as it is, and checkpoints saved before the split still load.
+    """
+
     config_class = DocFormerV2Config
     config: DocFormerV2Config
     base_model_prefix = "docformerv2"
     main_input_name = "input_ids"
-    # The encoder never looks up token ids itself (it gets inputs_embeds) but T5Stack owns an
-    # embedding table: tie it too, so it is neither trained, saved twice nor reported missing.
-    _tied_weights_keys = {
-        "encoder.embed_tokens.weight": "shared.weight",
-        "decoder.embed_tokens.weight": "shared.weight",
-        "lm_head.weight": "shared.weight",
-    }
-    _keys_to_ignore_on_load_unexpected = [
-        "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
-    ]
 
-    def __init__(self, config: DocFormerV2Config):
-        super().__init__(config)
+    def _build_encoder(self, config: DocFormerV2Config) -> None:
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.spatial = SpatialEmbeddings(config)
         self.visual = VisualEmbeddings(config)
         self.modality = nn.Embedding(3, config.d_model)
-
         encoder_config = copy.deepcopy(config)
         encoder_config.is_decoder = False
         encoder_config.use_cache = False
         self.encoder = T5Stack(encoder_config)
-
-        decoder_config = copy.deepcopy(config)
-        decoder_config.is_decoder = True
-        decoder_config.num_layers = config.num_decoder_layers
-        self.decoder = T5Stack(decoder_config)
-
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.line_head = TokenToLineHead(config)
-        self.grid_head = TokenToGridHead(config)
-        self.copy_head = CopyHead(config) if config.copy_mechanism else None
-        self.post_init()
 
     # --- weights -------------------------------------------------------------------------
     @torch.no_grad()
@@ -286,14 +272,15 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         # of their own, and its generic init (std = initializer_factor = 1.0) is far too large for
         # plain Linear layers. The T5 encoder/decoder are sub-models and keep T5's own init.
         factor = self.config.initializer_factor
-        if module is self.lm_head:
+        copy_head = getattr(self, "copy_head", None)
+        if module is getattr(self, "lm_head", None):
             return  # tied to `shared`
         if isinstance(module, CopyHead):
             # Starts as a clear preference for continuing a span; learned from there. The
             # Linear layers inside are initialised on their own visit.
             init.constant_(module.follow_bonus, 2.0)
             init.constant_(module.follow_pair_bonus, 2.0)
-        elif self.copy_head is not None and module is self.copy_head.follow_shift:
+        elif copy_head is not None and module is copy_head.follow_shift:
             # Zero: the constant bonuses alone at first, and a model saved before this layer
             # existed loads with the behaviour it was trained with.
             init.zeros_(module.weight)
@@ -319,10 +306,8 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.shared = new_embeddings
         self.encoder.set_input_embeddings(new_embeddings)
-        self.decoder.set_input_embeddings(new_embeddings)
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+        if getattr(self, "decoder", None) is not None:
+            self.decoder.set_input_embeddings(new_embeddings)
 
     # --- encoder ------------------------------------------------------------------------
     def embed(
@@ -373,6 +358,111 @@ class DocFormerV2ForConditionalGeneration(T5PreTrainedModel):
         if self.config.autocast_bf16 and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+
+class DocFormerV2Model(DocFormerV2PreTrainedModel):
+    """The bare multimodal encoder: its output is one state per position, visual tokens first,
+    with no head on top (for features, or a head of one's own)."""
+
+    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}
+
+    def __init__(self, config: DocFormerV2Config):
+        super().__init__(config)
+        self._build_encoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        bbox: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor,
+        token_type_ids: torch.LongTensor | None = None,
+        **unused: torch.Tensor,
+    ) -> BaseModelOutput:
+        with self._autocast():
+            outputs, _ = self.encode(input_ids, bbox, attention_mask, pixel_values, token_type_ids)
+        return outputs
+
+
+class DocFormerV2ForTokenClassification(DocFormerV2PreTrainedModel):
+    """The encoder with a tagging head: every OCR word is labelled over the field schema in BIO
+    tags (`config.tag_names`), all fields of a window in one forward pass.
+
+    A word is decided on its first sub-token (the others get -100 in `labels`), as BERT-style
+    taggers do: in an encoder that attends across the whole row the first piece already sees the
+    rest of its word, and one decision per word keeps long words from weighing more in the loss
+    than short ones. Fixed-schema extraction uses this head rather than the decoder because a
+    small model learns "which printed words are the total" far faster than "write the total".
+    """
+
+    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}
+    # Loaded from a pre-training or generation checkpoint, these are the parts it leaves behind.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^decoder\.",
+        r"^lm_head\.",
+        r"^line_head\.",
+        r"^grid_head\.",
+        r"^copy_head\.",
+    ]
+
+    def __init__(self, config: DocFormerV2Config):
+        super().__init__(config)
+        if not config.tagging_fields:
+            raise ValueError("DocFormerV2ForTokenClassification needs config.tagging_fields")
+        self.num_labels = len(config.tag_names)
+        self._build_encoder(config)
+        self.dropout = nn.Dropout(config.dropout_rate)
+        self.classifier = nn.Linear(config.d_model, self.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        bbox: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor,
+        token_type_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **unused: torch.Tensor,
+    ) -> TokenClassifierOutput:
+        """input_ids, bbox, attention_mask, token_type_ids: the text part (B, T); labels (B, T):
+        tag ids on each word's first token, -100 elsewhere. Logits (B, T, tags) cover the text
+        positions only. Extra processor keys (word_ids) are accepted and ignored."""
+        with self._autocast():
+            outputs, _ = self.encode(input_ids, bbox, attention_mask, pixel_values, token_type_ids)
+            text_states = outputs.last_hidden_state[:, self.config.num_visual_tokens :]
+            logits = self.classifier(self.dropout(text_states))
+        loss = _masked_cross_entropy(logits, labels) if labels is not None else None
+        return TokenClassifierOutput(loss=loss, logits=logits.float())
+
+
+class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
+    # The encoder never looks up token ids itself (it gets inputs_embeds) but T5Stack owns an
+    # embedding table: tie it too, so it is neither trained, saved twice nor reported missing.
+    _tied_weights_keys = {
+        "encoder.embed_tokens.weight": "shared.weight",
+        "decoder.embed_tokens.weight": "shared.weight",
+        "lm_head.weight": "shared.weight",
+    }
+    _keys_to_ignore_on_load_unexpected = [
+        "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+    ]
+
+    def __init__(self, config: DocFormerV2Config):
+        super().__init__(config)
+        self._build_encoder(config)
+
+        decoder_config = copy.deepcopy(config)
+        decoder_config.is_decoder = True
+        decoder_config.num_layers = config.num_decoder_layers
+        self.decoder = T5Stack(decoder_config)
+
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.line_head = TokenToLineHead(config)
+        self.grid_head = TokenToGridHead(config)
+        self.copy_head = CopyHead(config) if config.copy_mechanism else None
+        self.post_init()
 
     def _shift_right(self, labels: torch.LongTensor) -> torch.LongTensor:
         # T5 convention: the decoder starts from the pad token; -100 (ignored) becomes pad.
@@ -646,6 +736,9 @@ def _masked_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor) -> to
 
 __all__ = [
     "DocFormerV2ForConditionalGeneration",
+    "DocFormerV2ForTokenClassification",
+    "DocFormerV2Model",
+    "DocFormerV2PreTrainedModel",
     "DocFormerV2Output",
     "GenerationRule",
     "GreedyGeneration",
