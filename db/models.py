@@ -293,6 +293,11 @@ class Field(Base):
 
     The box is four integer columns in page pixels (x0, y0, x1, y1), NULL when the answer could
     not be grounded on OCR words; the views present it as an int[4].
+
+    `raw_value` is the text as printed on the page when `value` was rewritten in the style the
+    model learned from its labels (upper case: "22 MAR 18" from "22 Mar 18"); NULL when the
+    two are the same, so fields no style changed take no extra space (current_fields shows
+    the value then).
     """
 
     __tablename__ = "fields"
@@ -303,6 +308,7 @@ class Field(Base):
     )
     name: Mapped[str] = mapped_column(Text(collation="C"))
     value: Mapped[str] = mapped_column(Text(collation="C"))
+    raw_value: Mapped[str | None] = mapped_column(Text(collation="C"))
     value_num: Mapped[Decimal | None] = mapped_column(Numeric)
     value_date: Mapped[dt.date | None] = mapped_column(Date)
     currency: Mapped[str | None] = mapped_column(Text)

@@ -567,6 +567,7 @@ FIELD_KEYS = frozenset(
     {
         "name",
         "value",
+        "raw_value",
         "value_num",
         "value_date",
         "currency",
@@ -585,9 +586,11 @@ PAGE_KEYS = frozenset(
 class ExtractionRecord:
     """What one model version extracted from one document, for `store_extractions`.
 
-    fields: dicts with `name` and `value` (the raw text), and optionally value_num (Decimal,
-    int, float or numeric string), value_date (date or ISO string), currency, confidence, page,
-    box ([x0, y0, x1, y1] in page pixels, or None) and review_status.
+    fields: dicts with `name` and `value` (the text as the model gives it), and optionally
+    raw_value (the text as printed, when a learned value style changed `value`; None or equal
+    to value is stored as NULL), value_num (Decimal, int, float or numeric string), value_date
+    (date or ISO string), currency, confidence, page, box ([x0, y0, x1, y1] in page pixels, or
+    None) and review_status.
     pages: dicts with page_index, width, height, and optionally has_text_layer, ocr_engine,
     word_count; when given they are upserted and the document's page_count set to their number.
     """
@@ -622,15 +625,27 @@ def _raw_value(value: Any) -> str:
     return "" if value is None else str(value).replace("\x00", "")
 
 
+def _printed_value(item: Mapping[str, Any], value: str) -> str | None:
+    """The field's raw_value as stored: NULL unless it differs from the stored `value`, so rows
+    no value style changed cost nothing and "NULL = same as value" holds for every row."""
+    raw = item.get("raw_value")
+    if raw is None:
+        return None
+    raw = _raw_value(raw)
+    return None if raw == value else raw
+
+
 def _field_row(extraction_id: int, item: Mapping[str, Any]) -> dict[str, Any]:
     """One field as a row dict for `fields` (the portable, non-COPY path)."""
     _check_field_keys(item)
     box = _box(item) or [None] * 4
     value_num = item.get("value_num")
+    value = _raw_value(item["value"])
     return {
         "extraction_id": extraction_id,
         "name": item["name"],
-        "value": _raw_value(item["value"]),
+        "value": value,
+        "raw_value": _printed_value(item, value),
         "value_num": None if value_num is None else Decimal(str(value_num)),
         "value_date": item.get("value_date"),
         "currency": item.get("currency"),
@@ -646,7 +661,7 @@ def _field_row(extraction_id: int, item: Mapping[str, Any]) -> dict[str, Any]:
 
 # COPY's text format: tab-separated, \N for NULL, and these four characters escaped.
 COPY_COLUMNS = (
-    "extraction_id, name, value, value_num, value_date, currency, confidence, page, "
+    "extraction_id, name, value, raw_value, value_num, value_date, currency, confidence, page, "
     "box_x0, box_y0, box_x1, box_y1, review_status"
 )
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": ""})
@@ -664,6 +679,7 @@ def _copy_line(extraction_id: int, item: Mapping[str, Any]) -> str:
     _check_field_keys(item)
     get = item.get
     box = _box(item)
+    value = _raw_value(item["value"])
     value_num = get("value_num")
     value_date = get("value_date")
     confidence = get("confidence")
@@ -672,7 +688,8 @@ def _copy_line(extraction_id: int, item: Mapping[str, Any]) -> str:
     confidence_text = COPY_NULL if confidence is None else repr(float(confidence))
     box_text = COPY_NULL_BOX if box is None else "\t".join(map(str, box))
     return (
-        f"{extraction_id}\t{_copy_text(item['name'])}\t{_copy_text(_raw_value(item['value']))}"
+        f"{extraction_id}\t{_copy_text(item['name'])}\t{_copy_text(value)}"
+        f"\t{_copy_text(_printed_value(item, value))}"
         f"\t{_copy_text(value_num)}\t{_copy_text(value_date)}\t{_copy_text(get('currency'))}"
         f"\t{confidence_text}"
         f"\t{COPY_NULL if page is None else int(page)}"

@@ -103,6 +103,7 @@ class ExtractedField:
         return {
             "name": self.name,
             "value": self.value,
+            "raw_value": self.raw_value,
             "value_num": self.value_num,
             "value_date": self.value_date,
             "currency": self.currency,

@@ -11,9 +11,8 @@ import torch
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.checkpoints.export import export_checkpoint
 from docformer.evaluation import load_example
-from docformer.extraction import Extractor
+from docformer.extraction import Extractor, load_model
 from docformer.labelled import iter_labelled_folder
-from docformer.models.docformerv2 import DocFormerV2ForConditionalGeneration
 from docformer.normalization import normalize_amount
 from docformer.synth import generate
 
@@ -45,7 +44,7 @@ def test_shipped_checkpoint_loads_as_float32_offline(monkeypatch):
     # Any attempt to reach a hub would fail loudly under these settings.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    model = DocFormerV2ForConditionalGeneration.from_pretrained(default_model_dir())
+    model = load_model(default_model_dir())
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
@@ -76,8 +75,8 @@ def test_shipped_checkpoint_reads_the_total_of_unseen_receipts(extractor, tmp_pa
 def test_export_halves_the_weights_and_keeps_the_answers(tmp_path):
     exported = export_checkpoint(default_model_dir(), tmp_path / "again", half=True)
     assert exported.stat().st_size <= (default_model_dir() / "model.safetensors").stat().st_size
-    original = DocFormerV2ForConditionalGeneration.from_pretrained(default_model_dir())
-    copy = DocFormerV2ForConditionalGeneration.from_pretrained(exported.parent)
+    original = load_model(default_model_dir())
+    copy = load_model(exported.parent)
     for (name, a), (_, b) in zip(
         original.state_dict().items(), copy.state_dict().items(), strict=True
     ):

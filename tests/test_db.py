@@ -141,6 +141,66 @@ def test_migrations_up_down_up(empty_database_url: str):
     engine.dispose()
 
 
+def test_raw_value_migration_keeps_rows_stored_before_it(empty_database_url: str):
+    """A database at 0001 with fields in it: 0002 adds fields.raw_value (NULL for the old rows)
+    and current_fields shows their value as raw_value; downgrading to 0001 restores the v1
+    view and drops the column, and the stored fields survive both ways."""
+    migrate.upgrade(empty_database_url, "0001")
+    engine = make_engine(empty_database_url)
+    with Session(engine) as session:
+        doc_id = add_documents(session, 1)[0]
+        version = queries.register_model_version(session, "v1", "file:///m/v1")
+        # Plain SQL: the query functions already write raw_value, which 0001 does not have.
+        extraction_id = session.execute(
+            sa.text(
+                "INSERT INTO extractions (document_id, model_version_id) VALUES (:d, :v)"
+                " RETURNING id"
+            ),
+            {"d": doc_id, "v": version},
+        ).scalar_one()
+        session.execute(
+            sa.text("INSERT INTO fields (extraction_id, name, value) VALUES (:e, 'date', :value)"),
+            {"e": extraction_id, "value": "22 Mar 18"},
+        )
+        session.commit()
+
+    def view_columns(connection: sa.Connection) -> list[str]:
+        return list(
+            connection.execute(
+                sa.text(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'current_fields' ORDER BY ordinal_position"
+                )
+            ).scalars()
+        )
+
+    with engine.connect() as connection:
+        v1_columns = view_columns(connection)
+    assert "raw_value" not in v1_columns
+
+    migrate.upgrade(empty_database_url)
+    assert migrate.current(empty_database_url) == migrate.head()
+    with engine.connect() as connection:
+        # Appended: every v1 column keeps its position.
+        assert view_columns(connection) == [*v1_columns, "raw_value"]
+        assert connection.execute(sa.text("SELECT raw_value FROM fields")).all() == [(None,)]
+        shown = connection.execute(sa.text("SELECT value, raw_value FROM current_fields")).all()
+        assert shown == [("22 Mar 18", "22 Mar 18")]
+
+    migrate.downgrade(empty_database_url, "0001")
+    assert migrate.current(empty_database_url) == "0001"
+    with engine.connect() as connection:
+        assert view_columns(connection) == v1_columns
+        columns = sa.inspect(connection).get_columns("fields")
+        assert "raw_value" not in {column["name"] for column in columns}
+        assert connection.execute(sa.text("SELECT value FROM current_fields")).all() == [
+            ("22 Mar 18",)
+        ]
+    engine.dispose()
+    migrate.downgrade(empty_database_url)
+    assert migrate.current(empty_database_url) is None
+
+
 def test_concurrent_upgrades_wait_for_each_other(empty_database_url: str):
     """Two workers starting on a fresh database at once: both succeed and the schema is built
     once (the second waits on the migration lock, then finds nothing to do)."""
@@ -622,6 +682,55 @@ def test_current_fields_and_document_fields_views(session: Session):
         sa.text("SELECT document_id FROM document_fields WHERE fields->>'vendor' = 'ACME Corp'")
     ).scalar_one()
     assert invoice == a
+
+
+@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "insert"])
+def test_raw_value_is_stored_beside_the_styled_value(
+    session: Session, monkeypatch: pytest.MonkeyPatch, use_copy: bool
+):
+    """The text as printed ("22 Mar 18") is kept next to the value in the labels' style
+    ("22 MAR 18"); a field no style changed stores NULL, which current_fields shows as the
+    value. Both ways `store_extractions` writes fields store the same."""
+    if use_copy:
+        assert queries._can_copy(session)  # the test database's driver takes the COPY path
+    else:
+        monkeypatch.setattr(queries, "_can_copy", lambda session: False)
+    doc_id = add_documents(session, 1)[0]
+    version = queries.register_model_version(session, "v1", "file:///m/v1")
+    queries.store_extraction(
+        session,
+        doc_id,
+        version,
+        None,
+        [
+            {"name": "date", "value": "22 MAR 18", "raw_value": "22 Mar 18"},
+            {"name": "total", "value": "9.00"},
+            {"name": "company", "value": "ACME", "raw_value": "ACME"},  # unchanged: NULL too
+            {"name": "note", "value": "A\tB", "raw_value": "a\tb \\N"},  # COPY escapes
+        ],
+    )
+    session.commit()
+
+    stored = session.execute(sa.select(Field.name, Field.value, Field.raw_value)).all()
+    assert sorted(stored) == [
+        ("company", "ACME", None),
+        ("date", "22 MAR 18", "22 Mar 18"),
+        ("note", "A\tB", "a\tb \\N"),
+        ("total", "9.00", None),
+    ]
+    current = session.execute(
+        sa.text("SELECT name, value, raw_value FROM current_fields WHERE document_id = :id"),
+        {"id": doc_id},
+    ).all()
+    assert sorted(current) == [
+        ("company", "ACME", "ACME"),
+        ("date", "22 MAR 18", "22 Mar 18"),
+        ("note", "A\tB", "a\tb \\N"),
+        ("total", "9.00", "9.00"),
+    ]
+    # raw_value is the view's last column: positional readers of the v1 columns are unaffected.
+    last = session.execute(sa.text("SELECT * FROM current_fields LIMIT 1")).keys()
+    assert list(last)[-2:] == ["review_status", "raw_value"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -476,8 +476,8 @@ def test_extract_reads_grounds_and_normalises(extractor):
         assert result.fields["date"].value_date is not None
 
         record = company.to_record()
-        assert set(record) == {"name", "value", "value_num", "value_date", "currency",
-                               "confidence", "page", "box"}  # fmt: skip
+        assert set(record) == {"name", "value", "raw_value", "value_num", "value_date",
+                               "currency", "confidence", "page", "box"}  # fmt: skip
         json.dumps(result.to_dict())  # JSON-safe
 
 
