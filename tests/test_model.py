@@ -16,7 +16,7 @@ from docformer.document import OCRResult, Word
 from docformer.models.docformerv2 import (
     Answer,
     DocFormerV2Config,
-    DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForPreTraining,
     DocFormerV2Processor,
     merge_window_answers,
     normalize_boxes,
@@ -65,9 +65,9 @@ def config(tokenizer) -> DocFormerV2Config:
 
 
 @pytest.fixture(scope="module")
-def model(config) -> DocFormerV2ForConditionalGeneration:
+def model(config) -> DocFormerV2ForPreTraining:
     torch.manual_seed(0)
-    return DocFormerV2ForConditionalGeneration(config).eval()
+    return DocFormerV2ForPreTraining(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +85,11 @@ def count(model: torch.nn.Module) -> int:
 def test_preset_parameter_counts():
     counts = {}
     for name in ("tiny", "small"):
-        model = DocFormerV2ForConditionalGeneration(DocFormerV2Config.from_preset(name))
+        model = DocFormerV2ForPreTraining(DocFormerV2Config.from_preset(name))
         counts[name] = count(model)
         assert model.lm_head.weight is model.shared.weight
     with torch.device("meta"):  # 232M parameters: count them without allocating them
-        counts["base"] = count(
-            DocFormerV2ForConditionalGeneration(DocFormerV2Config.from_preset("base"))
-        )
+        counts["base"] = count(DocFormerV2ForPreTraining(DocFormerV2Config.from_preset("base")))
     for name, n in counts.items():
         print(f"{name}: {n / 1e6:.1f}M parameters")
     assert 5e6 < counts["tiny"] < 20e6
@@ -243,9 +241,7 @@ def test_save_and_load_give_identical_logits(model, processor, tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").exists()
-    reloaded, info = DocFormerV2ForConditionalGeneration.from_pretrained(
-        tmp_path, output_loading_info=True
-    )
+    reloaded, info = DocFormerV2ForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert reloaded.lm_head.weight is reloaded.shared.weight
     assert reloaded.encoder.embed_tokens.weight is reloaded.shared.weight
@@ -265,9 +261,7 @@ def test_follow_shift_loads_as_zero_into_older_weights_and_can_cancel_the_bonus(
     weights = load_file(tmp_path / "model.safetensors")
     older = {k: v for k, v in weights.items() if "follow_shift" not in k}  # saved before it
     save_file(older, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    reloaded, info = DocFormerV2ForConditionalGeneration.from_pretrained(
-        tmp_path, output_loading_info=True
-    )
+    reloaded, info = DocFormerV2ForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
     shift = reloaded.copy_head.follow_shift
     assert set(info["missing_keys"]) == {
         "copy_head.follow_shift.weight",
@@ -291,9 +285,9 @@ def test_follow_shift_loads_as_zero_into_older_weights_and_can_cancel_the_bonus(
 
 def test_sdpa_and_eager_attention_agree(config, processor):
     torch.manual_seed(1)
-    sdpa = DocFormerV2ForConditionalGeneration(config).eval()
+    sdpa = DocFormerV2ForPreTraining(config).eval()
     assert sdpa.config._attn_implementation == "sdpa"
-    eager = DocFormerV2ForConditionalGeneration(config).eval()
+    eager = DocFormerV2ForPreTraining(config).eval()
     eager.load_state_dict(sdpa.state_dict())
     eager.set_attn_implementation("eager")
     assert eager.encoder.config._attn_implementation == "eager"

@@ -11,7 +11,7 @@ from faker import Faker
 from docformer.document import OCRResult, Word
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
-    DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForPreTraining,
     DocFormerV2Processor,
 )
 from docformer.pretraining import (
@@ -245,7 +245,7 @@ def test_short_pretraining_learns_all_three_tasks(tokenizer, word_list):
     rng = np.random.default_rng(0)
     held_out = [make_page(np.random.default_rng(10_000 + i), word_list) for i in range(24)]
     config = small_config(tokenizer)
-    model = DocFormerV2ForConditionalGeneration(config)
+    model = DocFormerV2ForPreTraining(config)
     processor = DocFormerV2Processor.from_config(config, tokenizer)
     collator = PretrainingCollator(
         processor, line_pairs_per_page=32, grid_size=config.grid_size, seed=0

@@ -44,7 +44,8 @@ from transformers import PreTrainedTokenizerBase
 
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
-    DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForPreTraining,
+    DocFormerV2PreTrainedModel,
     DocFormerV2Processor,
 )
 from docformer.pretraining import PretrainingCollator
@@ -144,7 +145,7 @@ class PageStream:
 
 
 def publish_model(
-    model: DocFormerV2ForConditionalGeneration, processor: DocFormerV2Processor, out_dir: Path
+    model: DocFormerV2PreTrainedModel, processor: DocFormerV2Processor, out_dir: Path
 ) -> None:
     """save_pretrained into out_dir file by file through a temporary folder, so a reader never
     finds a half-written weights file there."""
@@ -170,7 +171,7 @@ def find_checkpoint(out_dir: str | Path) -> Path | None:
 
 def save_checkpoint(
     out_dir: Path,
-    model: DocFormerV2ForConditionalGeneration,
+    model: DocFormerV2ForPreTraining,
     processor: DocFormerV2Processor,
     state: dict[str, Any],
 ) -> None:
@@ -243,13 +244,13 @@ def build_model(
     vocab_size: int,
     pages: Sequence[TrainingPage],
     seed: int,
-) -> tuple[DocFormerV2ForConditionalGeneration, DocFormerV2Processor]:
+) -> tuple[DocFormerV2ForPreTraining, DocFormerV2Processor]:
     """Where the weights come from: the run's own checkpoint (resume) > `init_model_dir`
     (continue pre-training a model, with its tokenizer and processor) > a new model of
     `preset` with `tokenizer` (a tokenizer, a folder, or None: train one on the pages' text)."""
     source = checkpoint or init_model_dir
     if source is not None:
-        model = DocFormerV2ForConditionalGeneration.from_pretrained(source)
+        model = DocFormerV2ForPreTraining.from_pretrained(source)
         return model, DocFormerV2Processor.from_pretrained(source)
     if tokenizer is None:
         from docformer.tokenization import train_tokenizer
@@ -263,9 +264,7 @@ def build_model(
         preset, **{**(config_overrides or {}), "vocab_size": len(tokenizer)}
     )
     torch.manual_seed(seed)  # the initial weights depend on the seed only
-    return DocFormerV2ForConditionalGeneration(config), DocFormerV2Processor.from_config(
-        config, tokenizer
-    )
+    return DocFormerV2ForPreTraining(config), DocFormerV2Processor.from_config(config, tokenizer)
 
 
 # --- the loop --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from docformer.models.docformerv2.configuration_docformerv2 import PRESETS, DocFormerV2Config
 from docformer.models.docformerv2.modeling_docformerv2 import (
     DocFormerV2ForConditionalGeneration,
+    DocFormerV2ForPreTraining,
     DocFormerV2ForTokenClassification,
     DocFormerV2Model,
     DocFormerV2Output,
@@ -23,6 +24,7 @@ __all__ = [
     "Answer",
     "DocFormerV2Config",
     "DocFormerV2ForConditionalGeneration",
+    "DocFormerV2ForPreTraining",
     "DocFormerV2ForTokenClassification",
     "DocFormerV2Model",
     "DocFormerV2Output",

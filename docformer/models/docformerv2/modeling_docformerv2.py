@@ -15,8 +15,8 @@ Read top to bottom:
    page (it gets the full-page box) and would otherwise look like an OCR word spanning the page.
 4. The decoder is the plain T5 text decoder with the LM head tied to the shared embeddings;
    `CopyHead` (our addition, on by default) mixes in copying of the page's OCR tokens.
-5. Two encoder heads for pre-training: token-to-line (pair classifier over
-   [h_i, h_j, h_i * h_j]) and token-to-grid (linear to grid_size**2 cells). Positions given to
+5. Two encoder heads for pre-training, in `DocFormerV2ForPreTraining` only: token-to-line
+   (pair classifier over [h_i, h_j, h_i * h_j]) and token-to-grid (linear to grid_size**2 cells). Positions given to
    them (`line_pairs`, `grid_labels`) index the TEXT part of the encoder sequence, i.e. the
    processor's `input_ids` positions; the model adds the visual offset itself.
 
@@ -24,6 +24,13 @@ Attention: transformers 5's T5 supports `attn_implementation="sdpa"` (the defaul
 when available). T5's relative position bias cannot be expressed as a causal flag, so SDPA is
 given the bias (plus the padding mask) as an additive float mask: this rules out the flash
 kernel but keeps the fused memory-efficient/math kernels; "eager" gives the same numbers.
+
+The classes, as transformers splits a family: `DocFormerV2Model` (the encoder alone),
+`DocFormerV2ForPreTraining` (decoder + line/grid heads, for `docformer pretrain`),
+`DocFormerV2ForConditionalGeneration` (decoder, for free-form prompts and the generator),
+`DocFormerV2ForTokenClassification` (a BIO tagging head over OCR words, for fixed-schema fields).
+All share `DocFormerV2PreTrainedModel`'s encoder and weight names, so each loads the encoder of
+any other's checkpoint.
 
 `generate_answers` is a batched greedy decoder over cached encoder outputs that returns the token
 ids together with the probability of each chosen token (the extraction confidence).
@@ -447,7 +454,12 @@ class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
     }
     _keys_to_ignore_on_load_unexpected = [
         "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+        # A pre-training checkpoint's encoder heads: generation does not use them.
+        r"^line_head\.",
+        r"^grid_head\.",
     ]
+    # DocFormerV2ForPreTraining adds the token-to-line and token-to-grid heads.
+    has_pretraining_heads = False
 
     def __init__(self, config: DocFormerV2Config):
         super().__init__(config)
@@ -459,8 +471,9 @@ class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
         self.decoder = T5Stack(decoder_config)
 
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        self.line_head = TokenToLineHead(config)
-        self.grid_head = TokenToGridHead(config)
+        if self.has_pretraining_heads:
+            self.line_head = TokenToLineHead(config)
+            self.grid_head = TokenToGridHead(config)
         self.copy_head = CopyHead(config) if config.copy_mechanism else None
         self.post_init()
 
@@ -532,6 +545,10 @@ class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
                     mlm_loss = F.cross_entropy(
                         logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
                     )
+            if (line_pairs is not None or grid_labels is not None) and not (
+                self.has_pretraining_heads
+            ):
+                raise ValueError("line and grid targets need DocFormerV2ForPreTraining")
             if line_pairs is not None:
                 line_logits = self.line_head(text_states, line_pairs.clamp(min=0))
                 if line_labels is not None:
@@ -669,6 +686,18 @@ class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
         )
 
 
+class DocFormerV2ForPreTraining(DocFormerV2ForConditionalGeneration):
+    """The generator with the two encoder heads of pre-training (token-to-line, token-to-grid):
+    `docformer pretrain` trains all three tasks at once. Fine-tuning loads its weights into
+    `DocFormerV2ForConditionalGeneration` or `DocFormerV2ForTokenClassification`, which leave
+    these heads behind."""
+
+    _keys_to_ignore_on_load_unexpected = [
+        "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",
+    ]
+    has_pretraining_heads = True
+
+
 class GenerationRule(Protocol):
     """What greedy decoding asks of a rule on the next token: `mask` sets the probability of
     every token it rules out to -1 before the choice, `add` hears the (B,) tokens chosen.
@@ -736,6 +765,7 @@ def _masked_cross_entropy(logits: torch.Tensor, targets: torch.LongTensor) -> to
 
 __all__ = [
     "DocFormerV2ForConditionalGeneration",
+    "DocFormerV2ForPreTraining",
     "DocFormerV2ForTokenClassification",
     "DocFormerV2Model",
     "DocFormerV2PreTrainedModel",
