@@ -241,3 +241,50 @@ def test_tagging_head_learns_eight_generated_pages_through_the_extractor(tmp_pat
     (found,) = extractor.extract_units(units)
     assert found["total"].box is not None and found["total"].page == 0
     assert found["total"].value == examples[0].fields["total"]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_tagging_run_resumes_to_the_same_weights(config, processor, tmp_path):
+    """Stopped after its first evaluation and resumed, a run ends with the weights an
+    uninterrupted run ends with (dropout is off, so every step is deterministic)."""
+    from safetensors.torch import load_file
+
+    from docformer.training.data import TrainingExample
+    from docformer.training.tagging import finetune_tagging
+
+    torch.manual_seed(0)
+    base = tmp_path / "base"
+    DocFormerV2ForTokenClassification(config).save_pretrained(base)
+    processor.save_pretrained(base)
+    examples = []
+    for seed in range(4):
+        image, ocr = make_page(seed, 12)
+        fields = {"company": " ".join(w.text for w in ocr.words[:2]), "total": ocr.words[-1].text}
+        examples.append(TrainingExample(f"page-{seed}", [(image, ocr)], fields))
+    settings = dict(
+        epochs=100, max_steps=6, batch_size=2, lr=1e-3, warmup=1, eval_every=2, patience=10,
+        threads=1,
+    )  # fmt: skip
+
+    whole = finetune_tagging(base, examples, [], tmp_path / "whole", log=lambda r: None, **settings)
+
+    def stop_at_step_four(record):
+        if record.get("step") == 4:  # logged before step 4 is evaluated and saved
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        finetune_tagging(
+            base, examples, [], tmp_path / "resumed", log=stop_at_step_four, **settings
+        )
+    assert (tmp_path / "resumed" / "training_state.pt").is_file()
+    resumed = finetune_tagging(
+        base, examples, [], tmp_path / "resumed", resume=True, log=lambda r: None, **settings
+    )
+    assert resumed.steps == whole.steps == 6
+    assert not (tmp_path / "resumed" / "training_state.pt").exists()
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

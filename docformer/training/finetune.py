@@ -376,7 +376,10 @@ def finetune(
     `head`: "tagging" trains the word-tagging head (`docformer.training.tagging`), "generation"
     the decoder, "auto" the head the base checkpoint has (a generator for a pre-trained one).
     `resume` continues an interrupted tagging run from OUT's saved state."""
-    if resolve_head(base_model_dir, head) == "tagging":
+    head = resolve_head(base_model_dir, head)
+    if resume and head != "tagging":
+        raise ValueError("only a tagging run can be resumed (--head tagging)")
+    if head == "tagging":
         from docformer.training.tagging import finetune_tagging
 
         return finetune_tagging(
