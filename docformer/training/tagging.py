@@ -47,7 +47,6 @@ from docformer.tagging import IGNORE_INDEX, TagWindow, tag_windows, word_tags
 from docformer.training.data import TrainingExample, dump_json
 from docformer.training.pretrain import (
     GRAD_CLIP,
-    build_optimizer,
     publish_model,
     resolve_device,
     seed_everything,
@@ -57,6 +56,12 @@ from docformer.value_style import learn_value_styles, styles_to_config
 
 METRICS_FILE = "metrics.json"
 STATE_FILE = "training_state.pt"
+# The tagging head's learning rate, as a multiple of the encoder's. A new head starts from random
+# weights on a pre-trained encoder: at one shared rate either the head learns slowly or its first
+# random gradients disturb the encoder. Measured on 485 synthetic documents, 100 steps: encoder
+# 5e-4 with the head at 5e-3 tagged 40 % of held-out dates right; one rate of 2e-3 for both,
+# 3 % after 200 steps.
+HEAD_LR_SCALE = 10.0
 
 
 @dataclass
@@ -237,7 +242,7 @@ def finetune_tagging(
         raise ValueError("nothing to train: epochs and max_steps must allow at least one step")
     warmup = min(100, total_steps // 10) if warmup is None else warmup
     eval_every = eval_every or steps_per_epoch
-    optimizer = build_optimizer(model, lr, weight_decay, torch_device)
+    optimizer = tagging_optimizer(model, lr, weight_decay, torch_device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, warmup, total_steps)
     )
@@ -367,6 +372,33 @@ def finetune_tagging(
     )
 
 
+def tagging_optimizer(
+    model: DocFormerV2ForTokenClassification,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+) -> torch.optim.AdamW:
+    """AdamW with `build_optimizer`'s decay rule (matrices decay; biases and norms do not), the
+    classifier at `HEAD_LR_SCALE` times the encoder's rate."""
+    groups = []
+    for is_head in (False, True):
+        params = [
+            p
+            for name, p in model.named_parameters()
+            if p.requires_grad and name.startswith("classifier.") == is_head
+        ]
+        rate = lr * HEAD_LR_SCALE if is_head else lr
+        groups += [
+            {
+                "params": [p for p in params if p.dim() >= 2],
+                "weight_decay": weight_decay,
+                "lr": rate,
+            },
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": rate},
+        ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
+
+
 def _save_state(path: Path, model, optimizer, scheduler, state: dict[str, Any], elapsed: float):
     """Everything a resumed run needs, written atomically (a kill mid-write leaves the last)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,4 +424,5 @@ __all__ = [
     "finetune_tagging",
     "score_extractions",
     "tagging_model",
+    "tagging_optimizer",
 ]
