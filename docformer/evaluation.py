@@ -122,16 +122,7 @@ class EvaluationReport:
             "pages": self.pages,
             "failed": len(self.errors),
             "scores": {name: score.to_dict() for name, score in self.scores.items()},
-            "reliability": [
-                {
-                    "low": b.low,
-                    "high": b.high,
-                    "count": b.count,
-                    "correct": b.correct,
-                    "accuracy": b.accuracy,
-                }
-                for b in self.reliability
-            ],
+            "reliability": [b.to_dict() for b in self.reliability],
             "seconds": round(self.seconds, 3),
             "extract_seconds": round(self.extract_seconds, 3),
             "seconds_per_page": round(self.seconds_per_page, 4),

@@ -176,6 +176,15 @@ class ReliabilityBucket:
     def accuracy(self) -> float:
         return self.correct / self.count if self.count else 0.0
 
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "count": self.count,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+        }
+
 
 def reliability_table(
     confidences: Sequence[float], correct: Sequence[bool], edges: Sequence[float] | None = None

@@ -260,16 +260,7 @@ def score_answers(
         for name in fields:
             confidences.append(doc[name].confidence)
             correct.append(normalize_value(doc[name].value) == normalize_value(label.get(name)))
-    reliability = [
-        {
-            "low": b.low,
-            "high": b.high,
-            "count": b.count,
-            "correct": b.correct,
-            "accuracy": b.accuracy,
-        }
-        for b in reliability_table(confidences, correct)
-    ]
+    reliability = [b.to_dict() for b in reliability_table(confidences, correct)]
     return {
         "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
         "overall": scores["overall"].to_dict(),

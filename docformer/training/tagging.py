@@ -149,16 +149,7 @@ def score_extractions(
     return {
         "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
         "overall": scores["overall"].to_dict(),
-        "reliability": [
-            {
-                "low": b.low,
-                "high": b.high,
-                "count": b.count,
-                "correct": b.correct,
-                "accuracy": b.accuracy,
-            }
-            for b in reliability_table(confidences, correct)
-        ],  # fmt: skip
+        "reliability": [b.to_dict() for b in reliability_table(confidences, correct)],
         "documents": len(examples),
     }
 
