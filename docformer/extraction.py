@@ -350,7 +350,19 @@ class Extractor:
         self, units: Sequence[Sequence[PageInput]]
     ) -> tuple[list[dict[str, ExtractedField]], list[int]]:
         if self.tagging:
-            return self._tag_units(units)
+            results, windows = self._tag_units(units)
+        else:
+            results, windows = self._generate_units(units)
+        windows_per_unit = [0] * len(units)
+        for window in windows:
+            windows_per_unit[window.unit] += 1
+        return results, windows_per_unit
+
+    def _generate_units(
+        self, units: Sequence[Sequence[PageInput]]
+    ) -> tuple[list[dict[str, ExtractedField]], list[Window]]:
+        """One generation per window answers every field; per unit and field the most
+        confident non-empty answer among its windows is kept."""
         windows = self.plan_windows(units)
         answers = self.answer_windows(units, windows)
         best = merge_answers(answers, [w.unit for w in windows], len(units))
@@ -363,10 +375,7 @@ class Extractor:
             }
             self._settle_currency(unit_fields)
             results.append(unit_fields)
-        windows_per_unit = [0] * len(units)
-        for window in windows:
-            windows_per_unit[window.unit] += 1
-        return results, windows_per_unit
+        return results, windows
 
     def _batch_inputs(
         self, units: Sequence[Sequence[PageInput]], windows: Sequence[Window]
@@ -384,7 +393,7 @@ class Extractor:
     @torch.inference_mode()
     def _tag_units(
         self, units: Sequence[Sequence[PageInput]]
-    ) -> tuple[list[dict[str, ExtractedField]], list[int]]:
+    ) -> tuple[list[dict[str, ExtractedField]], list[Window]]:
         """Every word of every page tagged in length-sorted batches (`docformer.tagging`); per
         unit and field the most confident span among all its pages is the answer."""
         windows: list[Window] = []
@@ -428,13 +437,10 @@ class Extractor:
                     results[unit][name] = self._tagged_field(best, page_index, ocr)
         for unit_fields in results:
             self._settle_currency(unit_fields)
-        windows_per_unit = [0] * len(units)
-        for window in windows:
-            windows_per_unit[window.unit] += 1
         return [
             {name: unit_fields[name] for name in self.fields if name in unit_fields}
             for unit_fields in results
-        ], windows_per_unit
+        ], windows
 
     def _tagged_field(self, span: TaggedSpan, page_index: int, ocr: OCRResult) -> ExtractedField:
         printed = span_value(span.field, span_text(ocr, span))

@@ -33,7 +33,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,14 +107,29 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = MIN_LR_
 
 
 def build_optimizer(
-    model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+    lr_scales: Mapping[str, float] | None = None,
 ) -> torch.optim.AdamW:
-    # nanoGPT's rule: decay every matrix (weights, embeddings), not biases and layer norms.
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
+    """AdamW. nanoGPT's rule: decay every matrix (weights, embeddings), not biases and layer
+    norms. `lr_scales` maps a parameter-name prefix to a multiple of `lr` for those parameters
+    (a new head on a pre-trained encoder learns faster than the encoder under it)."""
+    scales = dict(lr_scales or {})
+
+    def scale_of(name: str) -> float:
+        return next((v for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = []
+    for scale in sorted({scale_of(n) for n, _ in named}):
+        params = [p for n, p in named if scale_of(n) == scale]
+        groups += [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay,
+             "lr": lr * scale},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": lr * scale},
+        ]  # fmt: skip
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
 
 

@@ -47,6 +47,7 @@ from docformer.tagging import IGNORE_INDEX, TagWindow, tag_windows, word_tags
 from docformer.training.data import TrainingExample, dump_json
 from docformer.training.pretrain import (
     GRAD_CLIP,
+    build_optimizer,
     publish_model,
     resolve_device,
     seed_everything,
@@ -233,7 +234,9 @@ def finetune_tagging(
         raise ValueError("nothing to train: epochs and max_steps must allow at least one step")
     warmup = min(100, total_steps // 10) if warmup is None else warmup
     eval_every = eval_every or steps_per_epoch
-    optimizer = tagging_optimizer(model, lr, weight_decay, torch_device)
+    optimizer = build_optimizer(
+        model, lr, weight_decay, torch_device, lr_scales={"classifier.": HEAD_LR_SCALE}
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, warmup, total_steps)
     )
@@ -256,11 +259,12 @@ def finetune_tagging(
         return state["elapsed_before"] + time.perf_counter() - started
 
     step, interval_losses, stopped_early = state["step"], [], False
-    order = np.arange(0)
+    order, order_epoch = np.arange(0), None
     while step < total_steps:
         epoch, offset = divmod(step * batch_size, steps_per_epoch * batch_size)
-        # A permutation per epoch, fixed by (seed, epoch): a resumed run draws the same batches.
-        order = np.random.default_rng([seed, epoch]).permutation(len(rows))
+        if epoch != order_epoch:
+            # A permutation per epoch, fixed by (seed, epoch): a resumed run draws the same batches.
+            order, order_epoch = np.random.default_rng([seed, epoch]).permutation(len(rows)), epoch
         chunk = order[offset : offset + batch_size]
         batch = collate_tagging_rows(processor, [rows[i] for i in chunk])
         batch = {key: value.to(torch_device) for key, value in batch.items()}
@@ -363,33 +367,6 @@ def finetune_tagging(
     )
 
 
-def tagging_optimizer(
-    model: DocFormerV2ForTokenClassification,
-    lr: float,
-    weight_decay: float,
-    device: torch.device,
-) -> torch.optim.AdamW:
-    """AdamW with `build_optimizer`'s decay rule (matrices decay; biases and norms do not), the
-    classifier at `HEAD_LR_SCALE` times the encoder's rate."""
-    groups = []
-    for is_head in (False, True):
-        params = [
-            p
-            for name, p in model.named_parameters()
-            if p.requires_grad and name.startswith("classifier.") == is_head
-        ]
-        rate = lr * HEAD_LR_SCALE if is_head else lr
-        groups += [
-            {
-                "params": [p for p in params if p.dim() >= 2],
-                "weight_decay": weight_decay,
-                "lr": rate,
-            },
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": rate},
-        ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=device.type == "cuda")
-
-
 def _save_state(path: Path, model, optimizer, scheduler, state: dict[str, Any], elapsed: float):
     """Everything a resumed run needs, written atomically (a kill mid-write leaves the last)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -415,5 +392,4 @@ __all__ = [
     "finetune_tagging",
     "score_extractions",
     "tagging_model",
-    "tagging_optimizer",
 ]
