@@ -59,9 +59,7 @@ METRICS_FILE = "metrics.json"
 STATE_FILE = "training_state.pt"
 # The tagging head's learning rate, as a multiple of the encoder's. A new head starts from random
 # weights on a pre-trained encoder: at one shared rate either the head learns slowly or its first
-# random gradients disturb the encoder. Measured on 485 synthetic documents, 100 steps: encoder
-# 5e-4 with the head at 5e-3 tagged 40 % of held-out dates right; one rate of 2e-3 for both,
-# 3 % after 200 steps.
+# random gradients disturb the encoder (`python -m bench.tagging_rates`, BENCHMARKS.md).
 HEAD_LR_SCALE = 10.0
 
 
