@@ -9,7 +9,8 @@ Status life cycles:
     documents:      new -> processing -> extracted | failed; a transient failure releases the
                     claim back to queued; reprocess takes failed/extracted back to processing.
     jobs:           running -> completed | failed | crashed
-    model_versions: candidate -> active -> retired (at most one active, enforced by an index)
+    model_versions: candidate -> active -> retired (at most one active, enforced by an index);
+                    every change of the active version is a `model_activations` row
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ class ModelStatus(enum.StrEnum):
     CANDIDATE = "candidate"
     ACTIVE = "active"
     RETIRED = "retired"
+
+
+class ActivationKind(enum.StrEnum):
+    ACTIVATE = "activate"  # someone named the version (or registered it as active)
+    PROMOTE = "promote"  # the finetune flow: it beat the active version on the holdout
+    ROLLBACK = "rollback"  # back to the version active before the current one
 
 
 class TrainingKind(enum.StrEnum):
@@ -250,6 +257,29 @@ class ModelVersion(Base):
             postgresql_where=text("status = 'active'"),
         ),
     )
+
+
+class ModelActivation(Base):
+    """One change of the active model version: which version became active, which one it
+    replaced, how (activate, promote, rollback), who did it, when, and why.
+
+    Append-only. `model_versions.status` says which version is active now; this table says how
+    it got there, and `db.queries.rollback_target` replays it to find the version to go back to.
+    """
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    previous_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    kind: Mapped[ActivationKind] = mapped_column(pg_enum(ActivationKind, "activation_kind"))
+    activated_by: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    activated_at: Mapped[dt.datetime] = created_at_column()
 
 
 class Extraction(Base):

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.models import (
+    ActivationKind,
     Document,
     DocumentSource,
     DocumentStatus,
@@ -38,6 +39,7 @@ from db.models import (
     JobKind,
     JobStatus,
     Label,
+    ModelActivation,
     ModelStatus,
     ModelVersion,
     ReviewStatus,
@@ -897,9 +899,10 @@ def register_model_version(
     preset: str | None = None,
     metrics: Mapping[str, Any] | None = None,
     status: ModelStatus | str = ModelStatus.CANDIDATE,
+    activated_by: str = "docflow",
 ) -> int:
     """Record a trained model; returns its id. status='active' activates it at once (and
-    retires the previously active one)."""
+    retires the previously active one), recorded as done by `activated_by`."""
     status = ModelStatus(status)
     version = ModelVersion(
         name=name,
@@ -912,12 +915,24 @@ def register_model_version(
     session.add(version)
     session.flush()
     if status is ModelStatus.ACTIVE:
-        activate_model_version(session, version.id)
+        activate_model_version(
+            session, version.id, by=activated_by, reason="registered as the active version"
+        )
     return version.id
 
 
-def activate_model_version(session: Session, version_id: int) -> None:
-    """Make `version_id` the active model and retire the one active before, atomically.
+def activate_model_version(
+    session: Session,
+    version_id: int,
+    *,
+    by: str = "docflow",
+    kind: ActivationKind | str = ActivationKind.ACTIVATE,
+    reason: str | None = None,
+) -> int | None:
+    """Make `version_id` the active model and retire the one active before, atomically, and
+    record the change in `model_activations` (who: `by`; how: `kind`; why: `reason`).
+    Returns the id of the version active before (None when there was none). Activating the
+    version already active changes and records nothing.
 
     A transaction-scoped advisory lock serialises activations: two promotions at once run one
     after the other instead of one failing on the one-active index.
@@ -928,6 +943,11 @@ def activate_model_version(session: Session, version_id: int) -> None:
     ).first()
     if exists is None:
         raise LookupError(f"no model version {version_id}")
+    previous = session.scalars(
+        select(ModelVersion.id).where(ModelVersion.status == ModelStatus.ACTIVE)
+    ).one_or_none()
+    if previous == version_id:
+        return previous
     session.execute(
         update(ModelVersion)
         .where(ModelVersion.status == ModelStatus.ACTIVE, ModelVersion.id != version_id)
@@ -940,7 +960,18 @@ def activate_model_version(session: Session, version_id: int) -> None:
         .values(status=ModelStatus.ACTIVE, activated_at=func.now())
         .execution_options(synchronize_session=False)
     )
+    session.add(
+        ModelActivation(
+            model_version_id=version_id,
+            previous_version_id=previous,
+            kind=ActivationKind(kind),
+            activated_by=by,
+            reason=reason,
+        )
+    )
+    session.flush()
     session.expire_all()  # ORM objects loaded before still say the old statuses
+    return previous
 
 
 def lock_model_versions(session: Session) -> None:
@@ -962,6 +993,144 @@ def model_version_by_name(session: Session, name: str) -> ModelVersion | None:
     return session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
 
 
+def rollback_target(session: Session) -> ModelVersion | None:
+    """The version `docflow models rollback` goes back to: the one that was active before the
+    active one, or None when there is none.
+
+    The activation history is replayed as a stack: an activation or a promotion pushes its
+    version, a rollback pops. So rolling back twice after activating v1, v2, v3 goes to v2,
+    then v1, never back to the version just rolled back from. A version made active by hand
+    (SQL, no history row) counts as pushed on top.
+    """
+    stack: list[int] = []
+    for version_id, kind in session.execute(
+        select(ModelActivation.model_version_id, ModelActivation.kind).order_by(ModelActivation.id)
+    ):
+        if ActivationKind(kind) is ActivationKind.ROLLBACK:
+            if stack:
+                stack.pop()
+        else:
+            stack.append(version_id)
+    active = active_model_version(session)
+    if active is None:
+        return None
+    if not stack or stack[-1] != active.id:
+        stack.append(active.id)
+    # The same version twice in a row (activated again after a rollback) is one step back.
+    while len(stack) >= 2 and stack[-2] == active.id:
+        stack.pop(-2)
+    return session.get(ModelVersion, stack[-2]) if len(stack) >= 2 else None
+
+
+def model_activations(session: Session, version_id: int | None = None) -> list[ModelActivation]:
+    """The activation history, oldest first: every change of the active version, or only the
+    ones that made `version_id` active."""
+    statement = select(ModelActivation).order_by(ModelActivation.id)
+    if version_id is not None:
+        statement = statement.where(ModelActivation.model_version_id == version_id)
+    return list(session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class ModelVersionRow:
+    """One line of `docflow models`: a version, its parent's name and its headline F1."""
+
+    id: int
+    name: str
+    status: str
+    parent: str | None
+    created_at: dt.datetime
+    activated_at: dt.datetime | None
+    f1: float | None
+    uri: str
+
+
+def list_model_versions(session: Session) -> list[ModelVersionRow]:
+    """Every model version, oldest first. The F1 is the one its metrics lead with: the holdout
+    F1 of a fine-tuned version, the validation F1 of a checkpoint's metrics.json."""
+    parent = aliased(ModelVersion)
+    rows = session.execute(
+        select(ModelVersion, parent.name)
+        .outerjoin(parent, parent.id == ModelVersion.parent_id)
+        .order_by(ModelVersion.id)
+    )
+    return [
+        ModelVersionRow(
+            version.id,
+            version.name,
+            ModelStatus(version.status).value,
+            parent_name,
+            version.created_at,
+            version.activated_at,
+            headline_f1(version.metrics),
+            version.uri,
+        )
+        for version, parent_name in rows
+    ]
+
+
+def headline_f1(metrics: Mapping[str, Any]) -> float | None:
+    """The F1 a version's metrics lead with (see `list_model_versions`), None when they have
+    none."""
+    for path in (("f1",), ("overall", "f1"), ("validation", "overall", "f1"), ("best_f1",)):
+        value: Any = metrics
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def training_run_of_version(session: Session, version_id: int) -> TrainingRun | None:
+    """The training run that produced `version_id` (None for a version registered from a
+    folder or shipped with the package)."""
+    return session.scalars(
+        select(TrainingRun)
+        .where(TrainingRun.result_version_id == version_id)
+        .order_by(TrainingRun.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def training_run_of_flow_run(session: Session, flow_run_id: uuid.UUID | str) -> TrainingRun | None:
+    """The training run of the job a Prefect flow run opened (a run started through a server)."""
+    return session.scalars(
+        select(TrainingRun)
+        .join(Job, Job.id == TrainingRun.job_id)
+        .where(Job.flow_run_id == uuid.UUID(str(flow_run_id)))
+        .order_by(TrainingRun.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def job_of_flow_run(session: Session, flow_run_id: uuid.UUID | str) -> Job | None:
+    return session.scalars(
+        select(Job)
+        .where(Job.flow_run_id == uuid.UUID(str(flow_run_id)))
+        .order_by(Job.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def stored_comparison(session: Session, name_a: str, name_b: str) -> TrainingRun | None:
+    """The latest completed fine-tuning run that scored versions `name_a` and `name_b` on one
+    holdout (the version it trained, and the version active then), in either role."""
+    names = TrainingRun.metrics["active_version"].astext, TrainingRun.metrics["new_version"].astext
+    return session.scalars(
+        select(TrainingRun)
+        .where(
+            TrainingRun.kind == TrainingKind.FINETUNE,
+            TrainingRun.status == TrainingStatus.COMPLETED,
+            or_(
+                (names[0] == name_a) & (names[1] == name_b),
+                (names[0] == name_b) & (names[1] == name_a),
+            ),
+        )
+        .order_by(TrainingRun.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
 # ---------------------------------------------------------------------------------------------
 # labels
 
@@ -974,6 +1143,7 @@ class LabelledDocument:
     key: str
     media_type: str
     labels: dict[str, str] = field(default_factory=dict)
+    page_count: int | None = None  # None until digitize has read the document
 
 
 def store_labels(session: Session, document_id: int, labels: Mapping[str, str], source: str) -> int:
@@ -1019,6 +1189,7 @@ def labelled_documents(
             Document.source_bucket,
             Document.source_key,
             Document.media_type,
+            Document.page_count,
             latest.c.name,
             latest.c.value,
         )
@@ -1026,9 +1197,11 @@ def labelled_documents(
         .order_by(Document.id, latest.c.name)
     )
     documents: dict[int, LabelledDocument] = {}
-    for doc_id, sha, bucket, key, media_type, name, value in rows:
+    for doc_id, sha, bucket, key, media_type, page_count, name, value in rows:
         if doc_id not in documents:
-            documents[doc_id] = LabelledDocument(doc_id, sha, bucket, key, media_type)
+            documents[doc_id] = LabelledDocument(
+                doc_id, sha, bucket, key, media_type, page_count=page_count
+            )
         documents[doc_id].labels[name] = value
     return list(documents.values())
 

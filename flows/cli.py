@@ -160,19 +160,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _job_of_flow_run(flow_run_id) -> dict | None:
-    rows = _query(
-        "SELECT id AS job_id, status, documents_seen AS documents, documents_extracted AS "
-        "extracted, documents_failed AS failed, pages, extract(epoch FROM finished_at - "
-        "started_at) AS seconds FROM jobs WHERE flow_run_id = :id",
-        id=str(flow_run_id),
-    )
-    if not rows[1]:
-        return None
-    summary = dict(zip(rows[0], rows[1][0], strict=True))
-    seconds = float(summary["seconds"] or 0)
-    summary["seconds"] = round(seconds, 2)
-    summary["pages_per_minute"] = round(60 * summary["pages"] / seconds, 1) if seconds else 0.0
-    return summary
+    from db.queries import job_of_flow_run
+
+    with _session() as session:
+        job = job_of_flow_run(session, flow_run_id)
+        if job is None:
+            return None
+        seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at else 0.0
+        return {
+            "job_id": job.id,
+            "status": job.status.value,
+            "documents": job.documents_seen,
+            "extracted": job.documents_extracted,
+            "failed": job.documents_failed,
+            "pages": job.pages,
+            "seconds": round(seconds, 2),
+            "pages_per_minute": round(60 * job.pages / seconds, 1) if seconds else 0.0,
+        }
 
 
 def print_summary(summary: dict) -> None:
@@ -215,15 +219,20 @@ def _query(sql: str, **params) -> tuple[list[str], list[tuple]]:
 
 
 def print_rows(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
+    """A table, its title on a line of its own above it (a table's own title is wrapped to the
+    table's width, which cuts a long one into pieces)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    console = Console()
+    table = Table(show_header=any(columns))
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    if title:
+        console.print(title, markup=False, highlight=False)
+    console.print(table)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -261,17 +270,6 @@ def cmd_fields(args: argparse.Namespace) -> int:
         print(f"no extracted fields for {document!r}", file=sys.stderr)
         return 1
     print_rows(columns, rows)
-    return 0
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    columns, rows = _query(
-        "SELECT v.id, v.name, v.status, p.name AS parent, v.created_at::timestamp(0) AS created, "
-        "coalesce(v.metrics #>> '{overall,f1}', v.metrics ->> 'f1') AS f1, v.uri "
-        "FROM model_versions AS v LEFT JOIN model_versions AS p ON p.id = v.parent_id "
-        "ORDER BY v.id"
-    )
-    print_rows(columns, rows, title="model versions")
     return 0
 
 
@@ -320,7 +318,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_labels(args: argparse.Namespace) -> int:
+def cmd_labels_import(args: argparse.Namespace) -> int:
     """labels import DIR: upload a labelled folder's documents to the inbox, register them and
     store their labels (source `--source`); OCR given beside a document is kept for training."""
     import hashlib
@@ -368,6 +366,600 @@ def cmd_labels(args: argparse.Namespace) -> int:
     print(
         f"{len(examples)} documents, {labels} labels imported from {folder} (source {args.source!r})"
     )
+    return 0
+
+
+def cmd_labels_list(args: argparse.Namespace) -> int:
+    """Every labelled document with its labels, one column per field (the values fine-tuning
+    learns from: where sources disagree, the latest stored value)."""
+    from db.queries import labelled_documents
+
+    with _session() as session:
+        labelled = labelled_documents(session, [args.source] if args.source else None)
+    names = sorted({name for item in labelled for name in item.labels})
+    source = f" from source {args.source!r}" if args.source else ""
+    print_rows(
+        ["document", "key", *names],
+        [(item.document_id, item.key, *(item.labels.get(n) for n in names)) for item in labelled],
+        title=f"{len(labelled)} labelled documents{source}",
+    )
+    return 0
+
+
+def cmd_labels_export(args: argparse.Namespace) -> int:
+    """labels export DIR: every labelled document back in the labelled-folder format (the
+    document, `<name>.json` with its labels, `<name>.ocr.json` when every page's OCR is stored),
+    for `docformer finetune --data DIR` elsewhere or `docflow labels import DIR` here."""
+    from pathlib import Path
+
+    from db.queries import labelled_documents
+    from docformer.labelled import LabelledFolderError, write_labelled_example
+    from flows.storage import ObjectMissing, ObjectTooLarge
+    from flows.tasks import object_store
+
+    settings = _settings()
+    store = object_store(settings)
+    folder = Path(args.folder)
+    with _session() as session:
+        labelled = labelled_documents(session, [args.source] if args.source else None)
+    names: set[str] = set()
+    written, skipped = 0, []
+    with _progress() as progress:
+        bar = progress.add_task("exporting", total=len(labelled))
+        for item in labelled:
+            try:
+                data = store.read_bytes(item.bucket, item.key, settings.max_document_bytes)
+                write_labelled_example(
+                    folder,
+                    _example_name(item.key, item.document_id, names),
+                    data,
+                    item.labels,
+                    _stored_ocr(store, settings.artifact_bucket, item.sha256, item.page_count),
+                )
+                written += 1
+            except (ObjectMissing, ObjectTooLarge, LabelledFolderError) as error:
+                skipped.append(f"{item.key}: {error}")
+            progress.advance(bar)
+    for reason in skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"{written} labelled documents written to {folder}")
+    return 0 if not skipped else 1
+
+
+def _example_name(key: str, document_id: int, taken: set[str]) -> str:
+    """A labelled-folder name for the document at `key`: its file name without the extension,
+    made safe for a file name, and made unique with the document id when two keys share it."""
+    import re
+    from pathlib import PurePosixPath
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePosixPath(key).stem).lstrip(".")
+    if not name or name.lower() in taken:
+        name = f"{name or 'document'}-{document_id}"
+    taken.add(name.lower())  # case-insensitive file systems would merge two names otherwise
+    return name
+
+
+def _stored_ocr(store, bucket: str, sha256: str, page_count: int | None) -> list | None:
+    """The OCR of every page of a document, as digitize and fine-tuning read it: the OCR that
+    came with an import, else the engine's cache. None unless every page has one (a partial
+    `.ocr.json` would pair pages with the wrong OCR), so the reader OCRs the document itself."""
+    from flows.tasks import ocr_cache_key, ocr_engine_id, read_cached_ocr, supplied_ocr_key
+
+    engine_id = ocr_engine_id()
+    pages = []
+    while page_count is None or len(pages) < page_count:
+        index = len(pages)
+        for key in (supplied_ocr_key(sha256, index), ocr_cache_key(engine_id, sha256, index)):
+            if (ocr := read_cached_ocr(store, bucket, key)) is not None:
+                pages.append(ocr)
+                break
+        else:
+            break
+    if not pages or (page_count is not None and len(pages) != page_count):
+        return None
+    return pages
+
+
+# -- training and the model lifecycle -----------------------------------------------------------
+
+# How often `--wait` asks a Prefect server how a run is doing.
+POLL_SECONDS = 2.0
+
+
+class CommandError(Exception):
+    """A command that cannot do what it was asked, with the reason a person can act on."""
+
+
+def _session():
+    from flows.tasks import sessions
+
+    return sessions(_settings())()
+
+
+def _write_session():
+    from db.session import session_scope
+    from flows.tasks import sessions
+
+    return session_scope(sessions(_settings()))
+
+
+def _who() -> str:
+    """Who is changing the active version, as recorded: the login and the machine."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in containers without a passwd entry
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _fields(value: str | None) -> list[str] | None:
+    return [f.strip() for f in value.split(",") if f.strip()] if value else None
+
+
+def _training_bar(title: str):
+    """A progress bar fed by the training flows of this process (`training_progress`)."""
+    import contextlib
+
+    from flows.finetune import training_progress
+
+    @contextlib.contextmanager
+    def bar_context():
+        with _progress() as progress:
+            bar = progress.add_task(title, total=None)
+
+            def listener(stage: str, done: int | None, total: int | None) -> None:
+                progress.update(bar, description=f"{title}: {stage}")
+                if total is not None:
+                    progress.update(bar, completed=done, total=total)
+
+            with training_progress(listener):
+                yield
+
+    return bar_context()
+
+
+def _run_deployment(name: str, parameters: dict, wait: bool, progress_key: str):
+    """Start `name` on the server in PREFECT_API_URL. With `wait`, follow it to its end
+    (`follow_flow_run`) and return the finished flow run."""
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(name, parameters=parameters, timeout=0)
+    print(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
+    return follow_flow_run(flow_run.id, progress_key) if wait else None
+
+
+def follow_flow_run(flow_run_id, progress_key: str):
+    """Wait for a flow run to end, its progress artifact `progress_key` drawn as a bar; returns
+    the finished flow run."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client, _progress() as progress:
+        bar = None
+        while True:
+            flow_run = client.read_flow_run(flow_run_id)
+            if bar is None:
+                bar = progress.add_task(flow_run.name, total=100)
+            state = flow_run.state.name.lower()
+            percent = progress_percent(client, flow_run_id, progress_key)
+            progress.update(bar, description=f"{flow_run.name}: {state}", completed=percent)
+            if flow_run.state.is_final():
+                return flow_run
+            time.sleep(POLL_SECONDS)
+
+
+def progress_percent(client, flow_run_id, key: str) -> float:
+    """How far the flow run's progress artifact `key` has got, in percent (0 before it
+    exists)."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    found = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            key=ArtifactFilterKey(any_=[key]),
+        ),
+        limit=1,
+    )
+    return float(found[0].data) if found else 0.0
+
+
+def finished_training_run(flow_run) -> int:
+    """The id of the training run a finished flow run recorded; CommandError when the run
+    failed."""
+    from db.queries import job_of_flow_run, training_run_of_flow_run
+
+    with _session() as session:
+        run = training_run_of_flow_run(session, flow_run.id)
+        job = job_of_flow_run(session, flow_run.id)
+        if run is None or not flow_run.state.is_completed():
+            reason = (job.error if job is not None else None) or flow_run.state.message
+            raise CommandError(f"flow run {flow_run.name} {flow_run.state.name}: {reason}")
+        return run.id
+
+
+def _check_base(base: str | None) -> None:
+    """A --base that names no registered version (nor a model folder) is refused here, before a
+    run starts only to fail on it."""
+    from pathlib import Path
+
+    if base is not None and not Path(base).is_dir():
+        with _session() as session:
+            _version(session, base)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune now: in this process on the embedded default, or through the deployment when
+    PREFECT_API_URL names a server; then the comparison the run recorded."""
+    parameters = {
+        "base_model_version": args.base,
+        "fields": _fields(args.fields),
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "promote_margin": args.promote_margin,
+    }
+    parameters = {k: v for k, v in parameters.items() if v is not None}
+    _check_base(args.base)
+    if _api_url() and not args.local:
+        flow_run = _run_deployment(args.deployment, parameters, args.wait, "finetune-progress")
+        if flow_run is not None:
+            print_finetune_run(finished_training_run(flow_run))
+        return 0
+    from flows.deployments import start_api
+    from flows.finetune import finetune
+
+    start_api()
+    with _training_bar("fine-tuning"), _flow_errors():
+        result = finetune(**parameters)
+    print_finetune_run(result["training_run_id"])
+    return 0
+
+
+def print_finetune_run(run_id: int) -> None:
+    """What a fine-tuning run recorded: the active and the new version's scores per field on
+    its holdout, and whether the new one was promoted, and why (the weekly run's table)."""
+    from db.models import TrainingRun
+    from flows.finetune import finetune_table, promotion_reason
+
+    with _session() as session:
+        run = session.get(TrainingRun, run_id)
+        comparison, job_id = run.metrics, run.job_id
+        sizes = run.train_size, run.holdout_size
+    verdict = "promoted" if comparison["promoted"] else "kept as a candidate"
+    print_rows(
+        *finetune_table(comparison),
+        title=f"finetune job {job_id}: {comparison['new_version']} {verdict}",
+    )
+    print(
+        f"active: {comparison['active_version']}, new: {comparison['new_version']} "
+        f"(from {comparison.get('base_version', comparison['active_version'])}); trained on "
+        f"{sizes[0]} documents, compared on the same {sizes[1]} held out"
+    )
+    print(promotion_reason(comparison))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Continue pre-training on the documents already digitized: in this process, or through
+    the deployment when PREFECT_API_URL names a server; then the candidate it registered."""
+    parameters = {
+        "base_model_version": args.base,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "max_pages": args.max_pages,
+    }
+    parameters = {k: v for k, v in parameters.items() if v is not None}
+    _check_base(args.base)
+    if _api_url() and not args.local:
+        flow_run = _run_deployment(args.deployment, parameters, args.wait, "pretrain-progress")
+        if flow_run is not None:
+            print_pretrain_run(finished_training_run(flow_run))
+        return 0
+    from flows.deployments import start_api
+    from flows.pretrain import pretrain
+
+    start_api()
+    with _training_bar("pre-training"), _flow_errors():
+        result = pretrain(**parameters)
+    print_pretrain_run(result["training_run_id"])
+    return 0
+
+
+def print_pretrain_run(run_id: int) -> None:
+    from db.models import ModelVersion, TrainingRun
+
+    with _session() as session:
+        run = session.get(TrainingRun, run_id)
+        version = session.get(ModelVersion, run.result_version_id)
+        base = session.get(ModelVersion, run.base_version_id) if run.base_version_id else None
+        metrics, job_id, name = run.metrics, run.job_id, version.name
+        base_name = base.name if base else "?"
+    losses = metrics.get("final_losses") or {}
+    print_rows(
+        ["steps", "pages", "documents", *losses],
+        [(metrics["steps"], metrics["pages"], metrics["documents"], *map(_round, losses.values()))],
+        title=f"pretrain job {job_id}: candidate {name} (from {base_name})",
+    )
+    print(f"fine-tune from it: docflow finetune --base {name}")
+
+
+def _round(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _flow_errors():
+    """Errors a training flow of this process raises for its input (no such version, too few
+    labels, nothing digitized yet) become a one-line message; Prefect has logged the rest."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def translate():
+        try:
+            yield
+        except (LookupError, ValueError) as error:
+            raise CommandError(str(error.args[0]) if error.args else repr(error)) from error
+
+    return translate()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from db.queries import list_model_versions
+
+    with _session() as session:
+        versions = list_model_versions(session)
+    print_rows(
+        ["id", "name", "status", "parent", "created", "activated", "f1", "uri"],
+        [
+            (
+                v.id,
+                v.name,
+                v.status,
+                v.parent,
+                _time(v.created_at),
+                _time(v.activated_at),
+                _round(v.f1),
+                v.uri,
+            )
+            for v in versions
+        ],
+        title="model versions",
+    )
+    return 0
+
+
+def _time(value) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _version(session, name: str):
+    from db.queries import model_version_by_name
+
+    version = model_version_by_name(session, name)
+    if version is None:
+        raise CommandError(f"no model version named {name!r} (`docflow models` lists them)")
+    return version
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    """One version: where it is, where it came from (parent, training run, the labels it saw),
+    its scores per field, and every time it was made active."""
+    from db.models import ModelVersion
+    from db.queries import model_activations, training_run_of_version
+
+    with _session() as session:
+        version = _version(session, args.version)
+        parent = session.get(ModelVersion, version.parent_id) if version.parent_id else None
+        run = training_run_of_version(session, version.id)
+        base = (
+            session.get(ModelVersion, run.base_version_id) if run and run.base_version_id else None
+        )
+        activations = [
+            (a, session.get(ModelVersion, a.previous_version_id) if a.previous_version_id else None)
+            for a in model_activations(session, version.id)
+        ]
+        print_rows(
+            ["", ""],
+            [
+                ("status", version.status.value),
+                ("weights", version.uri),
+                ("parent", parent.name if parent else None),
+                ("preset", version.preset),
+                ("created", _time(version.created_at)),
+                ("last activated", _time(version.activated_at)),
+                ("training run", f"{run.id} ({run.kind.value}, job {run.job_id})" if run else None),
+            ],
+            title=f"model version {version.name}",
+        )
+        if run is not None:
+            _print_training_run(run, base.name if base else None)
+        source, scores = _version_scores(version.metrics)
+        if scores:
+            print_rows(
+                ["field", "precision", "recall", "F1", "ANLS", "support"],
+                [
+                    (
+                        name,
+                        *(_round(s.get(k)) for k in ("precision", "recall", "f1", "anls")),
+                        s.get("support"),
+                    )
+                    for name, s in scores.items()
+                ],
+                title=f"scores per field ({source})",
+            )
+        print_rows(
+            ["when", "how", "by", "replacing", "why"],
+            [
+                (
+                    _time(a.activated_at),
+                    a.kind.value,
+                    a.activated_by,
+                    previous.name if previous else None,
+                    a.reason,
+                )
+                for a, previous in activations
+            ],
+            title="made active",
+        )
+    return 0
+
+
+def _print_training_run(run, base_name: str | None) -> None:
+    metrics = run.metrics or {}
+    print_rows(
+        ["", ""],
+        [
+            ("kind", run.kind.value),
+            ("status", run.status.value),
+            ("base version", base_name),
+            ("started", _time(run.started_at)),
+            ("finished", _time(run.finished_at)),
+            ("steps", metrics.get("steps")),
+            ("train / holdout documents", f"{run.train_size} / {run.holdout_size}"),
+        ],
+        title=f"training run {run.id} (job {run.job_id})",
+    )
+    seen = metrics.get("labels")
+    if seen:
+        names = sorted({*seen.get("train", {}), *seen.get("holdout", {})})
+        print_rows(
+            ["field", "train", "holdout"],
+            [
+                (n, seen.get("train", {}).get(n, 0), seen.get("holdout", {}).get(n, 0))
+                for n in names
+            ],
+            title=f"labels it saw (documents per field, stored before {_time(run.started_at)})",
+        )
+
+
+def _version_scores(metrics: dict) -> tuple[str, dict[str, dict]]:
+    """(where from, {field: scores, ..., "overall": scores}) of a version's stored metrics: the
+    holdout of the run that trained it, or the validation set of a checkpoint's metrics.json."""
+    if isinstance(metrics.get("holdout"), dict):
+        holdout = metrics["holdout"]
+        return "its training run's holdout", {**holdout["fields"], "overall": holdout["overall"]}
+    if isinstance(metrics.get("validation"), dict):
+        where = metrics.get("evaluated_on") or "validation"
+        return f"metrics.json, on its {where} set", metrics["validation"]
+    return "", {}
+
+
+def cmd_models_compare(args: argparse.Namespace) -> int:
+    """Per-field scores of two versions on one holdout: the one a fine-tuning run scored them
+    both on, or (none, or --evaluate) the holdout of the labels stored now."""
+    from db.queries import stored_comparison
+    from flows.finetune import comparison_rows
+
+    with _session() as session:
+        for name in (args.a, args.b):
+            _version(session, name)
+        run = None if args.evaluate else stored_comparison(session, args.a, args.b)
+        if run is not None:
+            metrics = run.metrics
+            scores = {
+                metrics["active_version"]: metrics["active_holdout"],
+                metrics["new_version"]: metrics["new_holdout"],
+            }
+            source = (
+                f"as training run {run.id} (finetune job {run.job_id}) scored them on its "
+                f"holdout of {run.holdout_size} documents"
+            )
+    if run is None:
+        from flows.deployments import start_api
+        from flows.finetune import evaluate_versions
+
+        start_api()
+        with _training_bar("evaluating"), _flow_errors():
+            result = evaluate_versions([args.a, args.b], fields=_fields(args.fields))
+        scores = result["scores"]
+        source = (
+            f"evaluated now on the holdout of the labels stored now ({result['holdout_size']} "
+            "documents)"
+        )
+    header, rows = comparison_rows({name: scores[name] for name in (args.a, args.b)})
+    print_rows(header, rows, title=f"{args.a} vs {args.b}")
+    print(source)
+    return 0
+
+
+def _unloadable(version) -> str | None:
+    """Why the weights of `version` cannot be loaded for extraction, or None when they load.
+
+    Loaded exactly as digitize will (`Extractor.from_pretrained` on the local copy); a version
+    in the artifact bucket must also still have its files there, since every worker downloads
+    it from there (this machine may hold a copy of objects deleted since)."""
+    from docformer.checkpoints import REQUIRED_FILES
+    from docformer.extraction import Extractor
+    from flows.tasks import local_model_dir, object_store
+
+    if version.uri.startswith("s3://"):
+        bucket, _, prefix = version.uri.removeprefix("s3://").partition("/")
+        store = object_store(_settings())
+        missing = [
+            name
+            for name in REQUIRED_FILES
+            if not store.exists(bucket, f"{prefix.rstrip('/')}/{name}")
+        ]
+        if missing:
+            return f"{version.uri} lacks {', '.join(missing)}"
+    try:
+        Extractor.from_pretrained(local_model_dir(version.name, version.uri), device="cpu")
+    except Exception as error:  # whatever stops it loading is the answer to give
+        return f"its weights cannot be loaded: {str(error).rstrip('.')}"
+    return None
+
+
+def _activate(version, kind: str, reason: str | None, by: str) -> None:
+    """Make `version` active after checking that its weights load; CommandError, and nothing
+    changed, when they do not."""
+    from db.models import ModelVersion
+    from db.queries import activate_model_version
+
+    problem = _unloadable(version)
+    if problem:
+        raise CommandError(f"cannot activate {version.name}: {problem}. Nothing was changed.")
+    with _write_session() as session:
+        previous_id = activate_model_version(session, version.id, by=by, kind=kind, reason=reason)
+        previous = session.get(ModelVersion, previous_id) if previous_id else None
+        replaced = f" (was {previous.name})" if previous else ""
+    print(f"{version.name} is now the active model version{replaced}, by {by}.")
+    print(
+        "The next digitize extracts with it; documents already extracted keep their fields "
+        "until `docflow run --reprocess` extracts them again."
+    )
+
+
+def cmd_models_activate(args: argparse.Namespace) -> int:
+    from db.queries import active_model_version
+
+    with _session() as session:
+        version = _version(session, args.version)
+        active = active_model_version(session)
+        if active is not None and active.id == version.id:
+            print(f"{version.name} is already the active model version; nothing changed.")
+            return 0
+    _activate(version, "activate", args.reason, args.by or _who())
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from db.queries import active_model_version, rollback_target
+
+    with _session() as session:
+        active = active_model_version(session)
+        target = rollback_target(session)
+        if target is None:
+            what = f"no version was active before {active.name}" if active else "none is active"
+            raise CommandError(f"nothing to roll back to: {what}")
+    _activate(target, "rollback", args.reason, args.by or _who())
     return 0
 
 
@@ -480,7 +1072,16 @@ def build_parser() -> argparse.ArgumentParser:
     label_import.add_argument("folder", metavar="DIR")
     label_import.add_argument("--source", default="import", help="who says these are right")
     label_import.add_argument("--prefix", default=None, help="default: labelled/<folder name>/")
-    label_import.set_defaults(handler=cmd_labels)
+    label_import.set_defaults(handler=cmd_labels_import)
+    label_list = label_commands.add_parser("list", help="labelled documents and their labels")
+    label_list.add_argument("--source", default=None, help="only labels from this source")
+    label_list.set_defaults(handler=cmd_labels_list)
+    label_export = label_commands.add_parser(
+        "export", help="labelled documents back to a labelled folder (documents, labels, OCR)"
+    )
+    label_export.add_argument("folder", metavar="DIR")
+    label_export.add_argument("--source", default=None, help="only labels from this source")
+    label_export.set_defaults(handler=cmd_labels_export)
 
     export = commands.add_parser("export", help="current fields as CSV, JSON lines or Parquet")
     export.add_argument("--format", choices=["csv", "jsonl", "parquet"], default="csv")
@@ -488,9 +1089,77 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default=None, help="file to write (default: standard output)")
     export.set_defaults(handler=cmd_export)
 
-    commands.add_parser(
-        "models", help="model versions: which is active, their metrics"
+    models = commands.add_parser(
+        "models", help="model versions: list (the default), show, compare, activate, rollback"
+    )
+    models.set_defaults(handler=cmd_models)
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
+    model_commands.add_parser(
+        "list", help="every version: which is active, parent, F1"
     ).set_defaults(handler=cmd_models)
+    show = model_commands.add_parser(
+        "show", help="one version: scores per field, training run, parent, labels, activations"
+    )
+    show.add_argument("version", metavar="VERSION")
+    show.set_defaults(handler=cmd_models_show)
+    compare = model_commands.add_parser(
+        "compare", help="per-field F1 of two versions on the same holdout, side by side"
+    )
+    compare.add_argument("a", metavar="A")
+    compare.add_argument("b", metavar="B")
+    compare.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="score both now on the current labels' holdout, even when a run stored a comparison",
+    )
+    compare.add_argument(
+        "--fields", default=None, help="with --evaluate: comma-separated (default: the labels')"
+    )
+    compare.set_defaults(handler=cmd_models_compare)
+    activate = model_commands.add_parser(
+        "activate", help="make VERSION the one digitize extracts with (its weights must load)"
+    )
+    activate.add_argument("version", metavar="VERSION")
+    rollback = model_commands.add_parser(
+        "rollback", help="go back to the version active before the active one"
+    )
+    for parser_ in (activate, rollback):
+        parser_.add_argument("--reason", default=None, help="why, kept with the change")
+        parser_.add_argument("--by", default=None, help="who, kept with it (default: user@host)")
+    activate.set_defaults(handler=cmd_models_activate)
+    rollback.set_defaults(handler=cmd_models_rollback)
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune a new version on the labels now: in this process, or through the "
+        "finetune-weekly deployment when PREFECT_API_URL names a server",
+    )
+    finetune.add_argument("--base", default=None, help="version to start from (default: active)")
+    finetune.add_argument("--fields", default=None, help="comma-separated (default: the labels')")
+    finetune.add_argument("--epochs", type=int, default=None)
+    finetune.add_argument("--max-steps", type=int, default=None)
+    finetune.add_argument("--batch-size", type=int, default=None)
+    finetune.add_argument("--lr", type=float, default=None)
+    finetune.add_argument(
+        "--promote-margin", type=float, default=None, help="F1 to beat the active one by"
+    )
+    finetune.add_argument("--deployment", default="finetune/finetune-weekly")
+    pretrain = commands.add_parser(
+        "pretrain",
+        help="continue pre-training on the documents already digitized: in this process, or "
+        "through the pretrain deployment when PREFECT_API_URL names a server",
+    )
+    pretrain.add_argument("--base", default=None, help="version to start from (default: active)")
+    pretrain.add_argument("--steps", type=int, default=None)
+    pretrain.add_argument("--batch-size", type=int, default=None)
+    pretrain.add_argument("--lr", type=float, default=None)
+    pretrain.add_argument("--max-pages", type=int, default=None)
+    pretrain.add_argument("--deployment", default="pretrain/pretrain")
+    for parser_ in (finetune, pretrain):
+        parser_.add_argument("--wait", action="store_true", help="with a server: wait for it")
+        parser_.add_argument("--local", action="store_true", help="run here even with a server")
+    finetune.set_defaults(handler=cmd_finetune)
+    pretrain.set_defaults(handler=cmd_pretrain)
 
     deploy = commands.add_parser(
         "deploy",
@@ -540,7 +1209,7 @@ def _explain(exc: Exception) -> str | None:
     from flows.services import ServiceError
     from flows.storage import StorageError
 
-    if isinstance(exc, (ServiceError, StorageError)):
+    if isinstance(exc, (ServiceError, StorageError, CommandError)):
         return str(exc)
     if "sqlalchemy" in sys.modules:
         import sqlalchemy.exc

@@ -10,17 +10,24 @@ beats the active one on the same holdout.
 4. evaluate the active and the new version on the same holdout;
 5. store the new weights in the artifact bucket and a `model_versions` row (candidate);
 6. promote it when its holdout F1 beats the active version's by `promote_margin`;
-7. record a `training_runs` row (data sizes, both metrics, the loss curve) and publish the
-   comparison as a markdown artifact.
+7. record a `training_runs` row (data sizes, the labels per field, both metrics, the loss
+   curve) and publish the comparison as a markdown artifact.
+
+While it trains, the run's progress artifact `finetune-progress` counts the steps done (the
+Prefect UI shows it; `docflow finetune` draws its bar from it, or in this process from
+`training_progress`). `evaluate_versions` scores any versions on the current labels' holdout
+(`docflow models compare --evaluate`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.artifacts import markdown_table, publish_markdown
+from flows.artifacts import Progress, markdown_table, publish_markdown
 from flows.settings import get_settings
 from flows.tasks import TASK_OPTIONS, ModelRef, finish_job, open_job, resolve_model, sessions
 from flows.tasks_training import load_labelled_examples, store_model_version, training_folder
@@ -38,18 +45,79 @@ def split_holdout(examples: list[Any], holdout_fraction: float, seed: int):
     return split_examples(examples, holdout_fraction, seed)
 
 
+# -- progress -----------------------------------------------------------------------------------
+
+# Called with (stage, steps done, steps in all) as a training flow of this process moves on;
+# the numbers are None before training starts. See `training_progress`.
+ProgressListener = Callable[[str, int | None, int | None], None]
+_listeners: list[ProgressListener] = []
+
+
+@contextmanager
+def training_progress(listener: ProgressListener) -> Iterator[None]:
+    """Within the block, `listener` hears the stages and steps of the training flows run in this
+    process (how `docflow finetune` and `docflow pretrain` draw their bar on the embedded
+    default). Through a server, the same steps arrive as the run's progress artifact."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def report_stage(stage: str) -> None:
+    for listener in list(_listeners):
+        listener(stage, None, None)
+
+
+class StepProgress:
+    """Training steps done out of the run's total: the run's progress artifact `key`, created at
+    the first step (the total is known from then on), and the listeners of this process."""
+
+    def __init__(self, key: str, stage: str):
+        self.key, self.stage = key, stage
+        self._artifact: Progress | None = None
+
+    def update(self, step: int, total: int) -> None:
+        total = max(total, step)
+        if self._artifact is None:
+            self._artifact = Progress(total, self.key, self.stage)
+        self._artifact.total = total
+        self._artifact.advance(step - self._artifact.done)
+        for listener in list(_listeners):
+            listener(self.stage, step, total)
+
+
+def total_steps(record: dict[str, Any], epochs: int, max_steps: int | None) -> int | None:
+    """The steps a fine-tuning run will take at most, from one of its step records: it logs the
+    step and the epoch it is in, whose ratio is the steps per epoch (early stopping may end it
+    sooner). None for records without both (messages, evaluations)."""
+    step, epoch = record.get("step"), record.get("epoch")
+    if not isinstance(step, int) or not isinstance(epoch, int | float) or epoch <= 0:
+        return None
+    total = epochs * max(1, round(step / epoch))
+    return min(total, max_steps) if max_steps else total
+
+
+# -- the tasks ------------------------------------------------------------------------------------
+
+
 @task(name="train", **TASK_OPTIONS)
 def train(base: ModelRef, train_set: list, holdout: list, fields, options: dict[str, Any]):
     from docformer.training.finetune import finetune as finetune_model
 
+    progress = StepProgress("finetune-progress", "training")
+
+    def log(record: dict[str, Any]) -> None:
+        get_run_logger().info("%s", record)
+        total = total_steps(record, options["epochs"], options.get("max_steps"))
+        if total is not None:
+            progress.update(record["step"], total)
+
     out_dir = training_folder()
     return finetune_model(
-        base.local_dir, train_set, holdout, out_dir, fields=fields, log=_log_record, **options
+        base.local_dir, train_set, holdout, out_dir, fields=fields, log=log, **options
     )
-
-
-def _log_record(record: dict[str, Any]) -> None:
-    get_run_logger().info("%s", record)
 
 
 @task(name="evaluate", **TASK_OPTIONS)
@@ -74,7 +142,7 @@ def finetune(
 ) -> dict[str, Any]:
     """Fine-tune a new version on the labelled documents; promote it only when its holdout F1
     exceeds the active version's by more than `promote_margin` (0.01 = one F1 point)."""
-    from db.models import TrainingStatus
+    from db.models import ActivationKind, TrainingStatus
     from db.queries import (
         activate_model_version,
         active_model_version,
@@ -102,12 +170,14 @@ def finetune(
     try:
         base = resolve_model(base_model_version)
         active = resolve_model(None)
+        report_stage("loading the labelled documents")
         examples = load_labelled_examples()
         train_set, holdout = split_holdout(examples, holdout_fraction, seed)
         with session_scope(sessions()) as session:
             run_id = start_training_run(
                 session, "finetune", base.id, job_id, parameters, len(train_set), len(holdout)
             )
+        report_stage("training")
         result = train(
             base,
             train_set,
@@ -124,6 +194,7 @@ def finetune(
             ),
         )
         fields_used = result.metrics.get("fields") or fields
+        report_stage("evaluating both versions on the holdout")
         active_scores = evaluate(active.local_dir, holdout, fields_used, device)
         new_scores = evaluate(str(result.out_dir), holdout, fields_used, device)
         active_f1 = active_scores["overall"]["f1"]
@@ -137,25 +208,36 @@ def finetune(
             {"holdout": new_scores, "f1": new_f1, "train_size": len(train_set)},
         )
         with session_scope(sessions()) as session:
-            if promoted:
-                # Promote only if the version compared against is still the active one.
-                current = active_model_version(session)
-                promoted = current is None or current.id == active.id
-                if promoted:
-                    activate_model_version(session, version.id)
             comparison = {
+                "base_version": base.name,
                 "active_version": active.name,
                 "active_f1": active_f1,
                 "new_version": version.name,
                 "new_f1": new_f1,
                 "promote_margin": promote_margin,
                 "promoted": promoted,
+                "active_changed": False,
                 "active_holdout": active_scores,
                 "new_holdout": new_scores,
+                "labels": {"train": label_counts(train_set), "holdout": label_counts(holdout)},
                 "best_f1": result.best_f1,
                 "steps": result.steps,
                 "wall_seconds": result.wall_seconds,
             }
+            if promoted:
+                # Promote only if the version compared against is still the active one.
+                current = active_model_version(session)
+                promoted = current is None or current.id == active.id
+                comparison["promoted"] = promoted
+                comparison["active_changed"] = not promoted
+                if promoted:
+                    activate_model_version(
+                        session,
+                        version.id,
+                        by=f"finetune job {job_id}",
+                        kind=ActivationKind.PROMOTE,
+                        reason=promotion_reason(comparison),
+                    )
             finish_training_run(
                 session,
                 run_id,
@@ -174,14 +256,7 @@ def finetune(
         key="finetune-comparison",
         description=f"finetune job {job_id}",
     )
-    get_run_logger().info(
-        "new version %s: holdout F1 %.4f vs active %s %.4f: %s",
-        version.name,
-        new_f1,
-        active.name,
-        active_f1,
-        "promoted" if promoted else "kept as candidate",
-    )
+    get_run_logger().info("new version %s: %s", version.name, promotion_reason(comparison))
     return {
         "job_id": summary.job_id,
         "training_run_id": run_id,
@@ -195,33 +270,98 @@ def finetune(
     }
 
 
-def comparison_markdown(comparison: dict[str, Any], train_size: int, holdout_size: int) -> str:
-    """Per field and overall: the active and the new version's holdout scores, side by side."""
-    active, new = comparison["active_holdout"], comparison["new_holdout"]
-    names = [*sorted(new.get("fields", {})), "overall"]
+def label_counts(examples: list[Any]) -> dict[str, int]:
+    """How many of `examples` carry a label for each field."""
+    counts: dict[str, int] = {}
+    for example in examples:
+        for name in example.fields:
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def promotion_reason(comparison: dict[str, Any]) -> str:
+    """Why a fine-tuning run promoted its version or kept it as a candidate, in one sentence."""
+    new_f1, active_f1 = comparison["new_f1"], comparison["active_f1"]
+    margin, active = comparison["promote_margin"], comparison["active_version"]
+    scores = f"holdout F1 {new_f1:.4f} against {active_f1:.4f} for {active}"
+    if comparison["promoted"]:
+        return f"promoted: {scores}, better by more than the margin {margin}"
+    if comparison.get("active_changed"):
+        return (
+            f"kept as a candidate: {scores}, but another version became active while it "
+            "trained, so the comparison no longer holds"
+        )
+    return f"kept as a candidate: {scores}, not better by more than the margin {margin}"
+
+
+def comparison_rows(
+    scores_by_version: dict[str, dict[str, Any]],
+) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of the per-field table: F1 and ANLS of each version, side by side, on the
+    one holdout all were scored on; one row per field, then "overall". The versions are given
+    as {column label: evaluation result ({"fields": {...}, "overall": {...}})}."""
+    names = sorted({name for result in scores_by_version.values() for name in result["fields"]})
 
     def scores(result: dict[str, Any], name: str) -> dict[str, Any]:
-        return result["overall"] if name == "overall" else result.get("fields", {}).get(name, {})
+        return result["overall"] if name == "overall" else result["fields"].get(name, {})
 
+    labels = list(scores_by_version)
+    header = ["field", *(f"{label} F1" for label in labels)]
+    header += [f"{label} ANLS" for label in labels]
     rows = [
-        [
-            name,
-            round(scores(active, name).get("f1", 0.0), 4),
-            round(scores(new, name).get("f1", 0.0), 4),
-            round(scores(active, name).get("anls", 0.0), 4),
-            round(scores(new, name).get("anls", 0.0), 4),
-        ]
-        for name in names
+        [name]
+        + [round(scores(result, name).get("f1", 0.0), 4) for result in scores_by_version.values()]
+        + [round(scores(result, name).get("anls", 0.0), 4) for result in scores_by_version.values()]
+        for name in [*names, "overall"]
     ]
+    return header, rows
+
+
+def finetune_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The comparison a fine-tuning run recorded, as `comparison_rows`: the active version and
+    the new one."""
+    return comparison_rows(
+        {"active": comparison["active_holdout"], "new": comparison["new_holdout"]}
+    )
+
+
+def comparison_markdown(comparison: dict[str, Any], train_size: int, holdout_size: int) -> str:
+    """Per field and overall: the active and the new version's holdout scores, side by side."""
     verdict = "**promoted**" if comparison["promoted"] else "kept as a candidate"
     return (
         f"# finetune: {comparison['new_version']} {verdict}\n\n"
         f"Trained on {train_size} documents, compared on {holdout_size} held out; promotion "
         f"needs an F1 above the active version's ({comparison['active_version']}) by more than "
-        f"{comparison['promote_margin']}.\n\n"
-        + markdown_table(["field", "active F1", "new F1", "active ANLS", "new ANLS"], rows)
+        f"{comparison['promote_margin']}. {_sentence(promotion_reason(comparison))}\n\n"
+        + markdown_table(*finetune_table(comparison))
         + "\n"
     )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+@flow(name="evaluate-versions")
+def evaluate_versions(
+    versions: list[str],
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+    fields: list[str] | None = None,
+) -> dict[str, Any]:
+    """Score model versions (names or folders) on the holdout of the labels stored now: the
+    documents the next fine-tuning run with the same `holdout_fraction` and `seed` holds out.
+    The split is by a hash of each document, so a document never changes sides as labels are
+    added, and a version the finetune flow trained is not scored on documents it learned from.
+    Returns {"holdout_size": n, "scores": {version name: evaluation result}}."""
+    refs = [resolve_model(version) for version in versions]
+    report_stage("loading the labelled documents")
+    examples = load_labelled_examples()
+    _, holdout = split_holdout(examples, holdout_fraction, seed)
+    report_stage("evaluating on the holdout")
+    device = get_settings().device
+    scores = {ref.name: evaluate(ref.local_dir, holdout, fields, device) for ref in refs}
+    return {"holdout_size": len(holdout), "scores": scores}
 
 
 def _fail(job_id: int, run_id: int | None, error: BaseException) -> None:

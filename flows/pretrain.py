@@ -1,7 +1,8 @@
 """The `pretrain` flow: continue DocFormerv2's three self-supervised tasks (masked tokens,
 token-to-line, token-to-grid) on the pages digitize has already OCR'd from the user's own
 backlog. No labels are needed. The result is registered as a candidate version; name it as the
-`base_model_version` of the next `finetune` to fine-tune from it.
+`base_model_version` of the next `finetune` to fine-tune from it (`docflow finetune --base`).
+While it trains, the run's progress artifact `pretrain-progress` counts the steps done.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.artifacts import markdown_table, publish_markdown
+from flows.finetune import StepProgress, report_stage
 from flows.settings import get_settings
 from flows.tasks import TASK_OPTIONS, ModelRef, finish_job, open_job, resolve_model, sessions
 from flows.tasks_training import load_backlog_pages, store_model_version, training_folder
@@ -20,8 +22,12 @@ from flows.tasks_training import load_backlog_pages, store_model_version, traini
 def pretrain_model(base: ModelRef, pages: list, options: dict[str, Any]):
     from docformer.training.pretrain import pretrain as pretrain_pages
 
+    progress = StepProgress("pretrain-progress", "training")
+
     def log(record: dict[str, Any]) -> None:
         get_run_logger().info("%s", record)
+        if isinstance(record.get("step"), int):
+            progress.update(record["step"], options["steps"])
 
     return pretrain_pages(
         pages, training_folder(), init_model_dir=base.local_dir, log=log, **options
@@ -56,6 +62,7 @@ def pretrain(
     run_id = None
     try:
         base = resolve_model(base_model_version)
+        report_stage("loading the digitized pages")
         pages, documents = load_backlog_pages(max_pages)
         if not pages:
             raise ValueError("no digitized pages to pre-train on: run digitize first")
@@ -64,6 +71,7 @@ def pretrain(
                 session, "pretrain", base.id, job_id, parameters, train_size=len(pages)
             )
             add_job_counts(session, job_id, documents_seen=documents, pages=len(pages))
+        report_stage("training")
         result = pretrain_model(
             base,
             pages,
