@@ -8,7 +8,8 @@ Every OCR word of a page is tagged over the field schema in BIO tags (`config.ta
 2. The model gives every token a distribution over the tags; `WordTagMerger` keeps, for each
    word, the distribution of its first token from the window where that word sits farthest from
    a window edge (it saw the most context on both sides there).
-3. `decode_spans` reads the words' most likely tags as BIO spans, per field, each with a
+3. `decode_spans` reads the words' tags as BIO spans, per field: the most likely sequence of
+   tags in which no field's run is broken into by another's (`consistent_tags`), each span with a
    confidence from the tag marginals: the product of its words' chosen-tag probabilities and of
    the probability that the word after it does not continue it. That is the model's probability
    of exactly this span under independent per-word decisions, so, like a generated answer's
@@ -126,8 +127,9 @@ def decode_spans(
     word_probs: np.ndarray, fields: Sequence[str], ocr: OCRResult | None = None
 ) -> dict[str, list[TaggedSpan]]:
     """BIO spans of one page from each word's tag distribution (rows of NaN: a word no window
-    saw, such as a blank one, are skipped). An I-f that does not follow f opens a span, as a
-    lenient BIO reading does: the model marked the word as part of f and that is kept."""
+    saw, such as a blank one, are skipped), the tags chosen by `consistent_tags`. An I-f that
+    does not follow f opens a span, as a lenient BIO reading does: the model marked the word as
+    part of f and that is kept."""
     ids = tag_ids(fields)
     field_of = {}
     for name, (begin, inside) in ids.items():
@@ -136,7 +138,8 @@ def decode_spans(
     seen = ~np.isnan(word_probs).any(axis=1)
     if ocr is not None:
         seen &= np.array([bool(w.text.strip()) for w in ocr.words], dtype=bool)
-    chosen = np.where(seen, np.nan_to_num(word_probs, nan=0.0).argmax(axis=1), OUTSIDE)
+    chosen = np.full(len(word_probs), OUTSIDE, dtype=np.int64)
+    chosen[seen] = consistent_tags(word_probs[seen], fields)
     spans: dict[str, list[TaggedSpan]] = {name: [] for name in fields}
 
     def close(name: str, words: list[int]) -> None:
@@ -165,6 +168,36 @@ def decode_spans(
     if current is not None:
         close(*current)
     return spans
+
+
+def consistent_tags(word_probs: np.ndarray, fields: Sequence[str]) -> np.ndarray:
+    """The most likely tag of every word (rows: words in reading order, columns: tag
+    probabilities) under one rule: I-f may follow B-f, I-f or O, never another field's tag.
+
+    Per-word argmax lets a half-trained or unsure model interleave fields ("I-company I-address
+    I-company" over one shop name), which reads as three broken spans; the best path under the
+    rule (Viterbi over log-probabilities) keeps each run to one field. I-f after O stays allowed,
+    as in the lenient BIO reading `decode_spans` keeps."""
+    n_words, n_tags = word_probs.shape
+    if n_words == 0:
+        return np.zeros(0, dtype=np.int64)
+    log_p = np.log(np.clip(word_probs, 1e-12, None))
+    allowed = np.ones((n_tags, n_tags), dtype=bool)  # allowed[previous, current]
+    for begin, inside in tag_ids(fields).values():
+        allowed[:, inside] = False
+        allowed[[OUTSIDE, begin, inside], inside] = True
+    transition = np.where(allowed, 0.0, -np.inf)
+    score = log_p[0].copy()
+    back = np.zeros((n_words, n_tags), dtype=np.int64)
+    for word in range(1, n_words):
+        candidates = score[:, None] + transition  # (previous, current)
+        back[word] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + log_p[word]
+    path = np.zeros(n_words, dtype=np.int64)
+    path[-1] = int(score.argmax())
+    for word in range(n_words - 1, 0, -1):
+        path[word - 1] = back[word, path[word]]
+    return path
 
 
 def _next_seen(seen: np.ndarray, word: int) -> int | None:
@@ -198,6 +231,7 @@ __all__ = [
     "TagWindow",
     "TaggedSpan",
     "WordTagMerger",
+    "consistent_tags",
     "decode_spans",
     "span_text",
     "span_value",

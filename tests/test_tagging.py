@@ -24,6 +24,7 @@ from docformer.models.docformerv2 import (
 from docformer.tagging import (
     IGNORE_INDEX,
     WordTagMerger,
+    consistent_tags,
     decode_spans,
     span_value,
     tag_windows,
@@ -109,6 +110,21 @@ def test_a_tagger_takes_the_encoder_of_a_generation_checkpoint_and_leaves_its_de
     assert config.tag_names == ["O", "B-company", "I-company", "B-total", "I-total"]
 
 
+def test_a_narrower_schema_keeps_the_head_rows_of_the_fields_it_shares(config, tmp_path):
+    from docformer.training.tagging import tagging_model
+
+    torch.manual_seed(2)
+    DocFormerV2ForTokenClassification(config).save_pretrained(tmp_path / "two-fields")
+    old = DocFormerV2ForTokenClassification.from_pretrained(tmp_path / "two-fields")
+    narrower = tagging_model(tmp_path / "two-fields", ["total", "date"])
+    assert narrower.config.tag_names == ["O", "B-total", "I-total", "B-date", "I-date"]
+    for new_row, old_row in ((0, 0), (1, 3), (2, 4)):  # O, B-total, I-total
+        assert torch.equal(narrower.classifier.weight[new_row], old.classifier.weight[old_row])
+        assert torch.equal(narrower.classifier.bias[new_row], old.classifier.bias[old_row])
+    same = tagging_model(tmp_path / "two-fields", None)
+    assert torch.equal(same.classifier.weight, old.classifier.weight)
+
+
 # --- targets, windows, decoding ---------------------------------------------------------------
 
 
@@ -162,13 +178,25 @@ def tag_probs(tags: list[int], sure: float = 0.9, n_tags: int = 5) -> np.ndarray
         ([0, 1, 2, 0, 3], {"company": [(1, 2)], "total": [(4,)]}),
         ([1, 2, 1, 2], {"company": [(0, 1), (2, 3)], "total": []}),  # B starts a new span
         ([0, 2, 2, 0], {"company": [(1, 2)], "total": []}),  # a lone I opens a span
-        ([1, 4, 0], {"company": [(0,)], "total": [(1,)]}),  # another field closes it
+        ([1, 3, 0], {"company": [(0,)], "total": [(1,)]}),  # another field's B closes it
         ([0, 0, 0], {"company": [], "total": []}),
     ],
 )
 def test_decode_spans_reads_bio(tags, expected):
     spans = decode_spans(tag_probs(tags), FIELDS)
     assert {name: [s.word_indices for s in found] for name, found in spans.items()} == expected
+
+
+def test_one_fields_run_is_not_broken_into_by_anothers_inside_tag():
+    # The middle word leans to I-total (0.5) over I-company (0.4): word by word that reads as
+    # company, total, company; I-total cannot follow B-company, so the best path keeps one run.
+    probs = tag_probs([1, 4, 2])
+    probs[1] = [0.1 / 3, 0.1 / 3, 0.4, 0.1 / 3, 0.5]
+    assert list(consistent_tags(probs, FIELDS)) == [1, 2, 2]
+    spans = decode_spans(probs, FIELDS)
+    assert [s.word_indices for s in spans["company"]] == [(0, 1, 2)] and spans["total"] == []
+    # where the rule does not bind, the path is each word's own most likely tag
+    assert list(consistent_tags(tag_probs([0, 2, 0, 3, 4, 1]), FIELDS)) == [0, 2, 0, 3, 4, 1]
 
 
 def test_span_confidence_is_the_probability_of_exactly_that_span():
@@ -211,7 +239,8 @@ def test_tagging_head_learns_eight_generated_pages_through_the_extractor(tmp_pat
     from docformer.checkpoints import default_model_dir
     from docformer.synth import render_document
     from docformer.training.data import TrainingExample, shrink_image
-    from docformer.training.tagging import evaluate_tagger, finetune_tagging
+    from docformer.training.finetune import evaluate_model
+    from docformer.training.tagging import finetune_tagging
 
     fields = ["date", "total"]
     examples = []
@@ -233,7 +262,7 @@ def test_tagging_head_learns_eight_generated_pages_through_the_extractor(tmp_pat
     model = load_model(tmp_path / "tagger")
     assert isinstance(model, DocFormerV2ForTokenClassification)
     processor = DocFormerV2Processor.from_pretrained(tmp_path / "tagger")
-    scores = evaluate_tagger(model, processor, examples, fields)
+    scores = evaluate_model(model, examples, fields, processor=processor)
     assert scores["overall"]["f1"] == 1.0, scores["fields"]
     extractor = Extractor(model, processor, name="tagger")
     units = [[(0, image, ocr) for image, ocr in examples[0].pages]]

@@ -18,15 +18,14 @@ by default normalised over the tokens extraction may choose at each place (`trai
   (whitespace-normalised, case-insensitive substring; page 0 when none does); every page is one
   row whose target carries the fields assigned to it and empty values for the others.
 
-Validation (every `--eval-every` steps, default once per epoch) runs what extraction runs:
-greedy `generate_answers` under `PageSpanConstraint` over every window of every page,
-`parse_generation`, and per document and field the most confident non-empty answer among its
-windows (empty only when all are empty), then `docformer.metrics.score_fields`. Early stopping
-watches the overall F1 with `--patience` evaluations; the best weights are kept and saved into
-OUT (model + processor) with OUT/metrics.json: per-field and overall precision/recall/F1/ANLS, a
-reliability table (answer confidence bucket -> count, accuracy, over every validation document x
-field), the loss curve, evaluations, steps, epochs, wall time, data sizes, base model, fields and
-`max_new_tokens`.
+Validation (every `--eval-every` steps, default once per epoch) reads the validation documents
+with the shipping `docformer.extraction.Extractor` (`evaluate_model`: what `docformer extract`,
+`docformer eval` and the flows run, for either head), then `docformer.metrics.score_fields`.
+Early stopping watches the overall F1 with `--patience` evaluations; the best weights are kept
+and saved into OUT (model + processor) with OUT/metrics.json: per-field and overall
+precision/recall/F1/ANLS, a reliability table (answer confidence bucket -> count, accuracy, over
+every validation document x field), the loss curve, evaluations, steps, epochs, wall time, data
+sizes, base model, fields and `max_new_tokens`.
 """
 
 from __future__ import annotations
@@ -53,11 +52,9 @@ from docformer.models.docformerv2 import (
 from docformer.pretraining import IGNORE_INDEX
 from docformer.schema import (
     DEFAULT_FIELDS,
-    FieldAnswer,
     PageSpanConstraint,
     build_prompt,
     build_target,
-    parse_generation,
 )
 from docformer.training.data import TrainingExample, TrainingPage, dump_json
 from docformer.training.pretrain import (
@@ -198,93 +195,50 @@ def generation_budget(
 # --- evaluation --------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def predict(
-    model: DocFormerV2ForConditionalGeneration,
-    processor: DocFormerV2Processor,
-    examples: Sequence[TrainingExample],
-    fields: Sequence[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int = 8,
-) -> list[dict[str, FieldAnswer]]:
-    """Per example, one `FieldAnswer` per field: greedy generation over every window of every
-    page, the most confident non-empty answer kept (the most confident empty one otherwise)."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    prompt_ids = processor.tokenize_prompt(build_prompt(fields))
-    budget = processor.ocr_budget(prompt_ids)
-    windows: list[tuple[int, EncoderRow, Any]] = []  # (example index, row, image)
-    for index, example in enumerate(examples):
-        for image, ocr in example.pages:
-            tokens = processor.tokenize_page(ocr)
-            for start, end in processor.window_spans(tokens, budget):
-                windows.append(
-                    (index, processor.build_row(tokens.slice(start, end), prompt_ids), image)
-                )
-
-    best: list[dict[str, FieldAnswer]] = [{} for _ in examples]
-    for first in range(0, len(windows), batch_size):
-        chunk = windows[first : first + batch_size]
-        batch = processor.pad([w[1] for w in chunk], processor.pixel_values([w[2] for w in chunk]))
-        batch = {key: value.to(device) for key, value in batch.items()}
-        constraint = PageSpanConstraint.for_batch(processor.tokenizer, fields, batch)
-        generation = model.generate_answers(
-            **batch, max_new_tokens=max_new_tokens, constraint=constraint
-        )
-        for (index, _, _), ids, probs in zip(
-            chunk, generation.sequences.tolist(), generation.token_probs.tolist(), strict=True
-        ):
-            for name, answer in parse_generation(ids, probs, processor.tokenizer, fields).items():
-                current = best[index].get(name)
-                rank = (bool(answer.value), answer.confidence)
-                if current is None or rank > (bool(current.value), current.confidence):
-                    best[index][name] = answer
-    model.train(was_training)
-    return [
-        {name: answers.get(name, FieldAnswer(name, "", 0.0)) for name in fields} for answers in best
-    ]
-
-
-def score_answers(
-    answers: Sequence[dict[str, FieldAnswer]],
+def score_extractions(
+    results: Sequence[dict[str, Any]],
     examples: Sequence[TrainingExample],
     fields: Sequence[str],
 ) -> dict[str, Any]:
-    predictions = [{name: a.value for name, a in doc.items()} for doc in answers]
+    """Scores extracted fields (`ExtractedField` per name; absent = not found) against labels:
+    per field and overall, and the reliability table over every document x field (an absent
+    field counts with confidence 0)."""
+    predictions = [{name: f.value for name, f in doc.items()} for doc in results]
     labels = [example.fields for example in examples]
     scores = score_fields(predictions, labels, fields)
     confidences, correct = [], []
-    for doc, label in zip(answers, labels, strict=True):
+    for doc, label in zip(results, labels, strict=True):
         for name in fields:
-            confidences.append(doc[name].confidence)
-            correct.append(normalize_value(doc[name].value) == normalize_value(label.get(name)))
-    reliability = [b.to_dict() for b in reliability_table(confidences, correct)]
+            found = doc.get(name)
+            confidences.append(found.confidence if found is not None else 0.0)
+            value = found.value if found is not None else ""
+            correct.append(normalize_value(value) == normalize_value(label.get(name)))
     return {
         "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
         "overall": scores["overall"].to_dict(),
-        "reliability": reliability,
+        "reliability": [b.to_dict() for b in reliability_table(confidences, correct)],
         "documents": len(examples),
     }
 
 
 def evaluate_model(
-    model_dir_or_model: str | Path | DocFormerV2ForConditionalGeneration,
+    model_dir_or_model: str | Path | DocFormerV2ForConditionalGeneration | Any,
     examples: Sequence[TrainingExample],
     fields: Sequence[str] | None = None,
     *,
     processor: DocFormerV2Processor | None = None,
     max_new_tokens: int | None = None,
-    batch_size: int = 8,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Scores a model on labelled examples exactly as fine-tuning validates: returns
-    {"fields": {name: scores}, "overall": scores, "reliability": [...], "documents": n}, scores
-    being precision/recall/f1/anls/support/... A model object needs its `processor`.
-    `fields` default to the labels' fields; `max_new_tokens` to the longest label + margin."""
+    """Scores a model (either head) on labelled examples through the shipping `Extractor`, so
+    fine-tuning's validation, the flows' promotion decision and `docformer eval` read alike.
+    Returns {"fields": {name: scores}, "overall": scores, "reliability": [...], "documents": n},
+    scores being precision/recall/f1/anls/support/... A model object needs its `processor`.
+    `fields` default to the labels' fields (a tagger reads those of its schema)."""
+    from docformer.extraction import Extractor, load_model
+
     if isinstance(model_dir_or_model, str | Path):
-        model = DocFormerV2ForConditionalGeneration.from_pretrained(model_dir_or_model)
+        model = load_model(model_dir_or_model)
         model.to(resolve_device(device))
         processor = processor or DocFormerV2Processor.from_pretrained(model_dir_or_model)
     else:
@@ -292,11 +246,14 @@ def evaluate_model(
         if processor is None:
             raise ValueError("evaluate_model needs the processor when given a model object")
     fields = list(fields or default_fields(examples))
-    max_new_tokens = max_new_tokens or generation_budget(processor, examples, fields)
-    answers = predict(
-        model, processor, examples, fields, max_new_tokens=max_new_tokens, batch_size=batch_size
+    was_training = model.training
+    extractor = Extractor(
+        model, processor, name="validation", fields=fields, max_new_tokens=max_new_tokens
     )
-    return score_answers(answers, examples, fields)
+    units = [[(i, image, ocr) for i, (image, ocr) in enumerate(ex.pages)] for ex in examples]
+    results = extractor.extract_units(units)
+    model.train(was_training)
+    return score_extractions(results, examples, fields)
 
 
 # --- the objective -----------------------------------------------------------------------------
@@ -456,9 +413,8 @@ def finetune(
             interval_losses = []
         if step % eval_every == 0 or step == total_steps:
             scores = evaluate_model(
-                model, eval_examples, fields, processor=processor,
-                max_new_tokens=max_new_tokens, batch_size=batch_size,
-            )  # fmt: skip
+                model, eval_examples, fields, processor=processor, max_new_tokens=max_new_tokens
+            )
             overall = scores["overall"]
             evaluation = {
                 "step": step,

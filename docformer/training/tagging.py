@@ -37,7 +37,6 @@ import numpy as np
 import torch
 
 from docformer.alignment import align_examples
-from docformer.metrics import normalize_value, reliability_table, score_fields
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
     DocFormerV2ForTokenClassification,
@@ -112,62 +111,33 @@ def collate_tagging_rows(
 def tagging_model(
     base_model_dir: str | Path, fields: Sequence[str] | None
 ) -> DocFormerV2ForTokenClassification:
-    """The tagger to train: a tagging checkpoint as it is (its own schema unless `fields` says
-    otherwise, then a new head), or the encoder of a pre-trained or generation checkpoint under
-    a new head."""
+    """The tagger to train: a tagging checkpoint as it is, or under a head for `fields` when
+    they differ from its schema (the rows of the tags it shares with the old schema are kept,
+    so a tagger trained on seven fields starts a four-field one knowing those four); or the
+    encoder of a pre-trained or generation checkpoint under a new head."""
     config = DocFormerV2Config.from_pretrained(base_model_dir)
-    same_schema = config.tagging_fields and (not fields or list(fields) == config.tagging_fields)
-    if same_schema:
+    old_fields = list(config.tagging_fields or [])
+    if old_fields and (not fields or list(fields) == old_fields):
         return DocFormerV2ForTokenClassification.from_pretrained(base_model_dir)
     if not fields:
         raise ValueError("a new tagging head needs its fields")
+    old_tags = config.tag_names
     config.tagging_fields = list(fields)
-    return DocFormerV2ForTokenClassification.from_pretrained(
+    model = DocFormerV2ForTokenClassification.from_pretrained(
         base_model_dir, config=config, ignore_mismatched_sizes=True
     )
+    if old_fields:
+        from safetensors import safe_open
 
-
-def score_extractions(
-    results: Sequence[dict[str, Any]],
-    examples: Sequence[TrainingExample],
-    fields: Sequence[str],
-) -> dict[str, Any]:
-    """Scores extracted fields (`ExtractedField` per name; absent = not found) against labels:
-    per field and overall, and the reliability table over every document x field (an absent
-    field counts with confidence 0)."""
-    predictions = [{name: f.value for name, f in doc.items()} for doc in results]
-    labels = [example.fields for example in examples]
-    scores = score_fields(predictions, labels, fields)
-    confidences, correct = [], []
-    for doc, label in zip(results, labels, strict=True):
-        for name in fields:
-            found = doc.get(name)
-            confidences.append(found.confidence if found is not None else 0.0)
-            value = found.value if found is not None else ""
-            correct.append(normalize_value(value) == normalize_value(label.get(name)))
-    return {
-        "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
-        "overall": scores["overall"].to_dict(),
-        "reliability": [b.to_dict() for b in reliability_table(confidences, correct)],
-        "documents": len(examples),
-    }
-
-
-def evaluate_tagger(
-    model: DocFormerV2ForTokenClassification,
-    processor: DocFormerV2Processor,
-    examples: Sequence[TrainingExample],
-    fields: Sequence[str],
-) -> dict[str, Any]:
-    """Reads `examples` through the shipping `Extractor` and scores what it read."""
-    from docformer.extraction import Extractor
-
-    was_training = model.training
-    extractor = Extractor(model, processor, name="validation", fields=fields)
-    units = [[(i, image, ocr) for i, (image, ocr) in enumerate(ex.pages)] for ex in examples]
-    results = extractor.extract_units(units)
-    model.train(was_training)
-    return score_extractions(results, examples, fields)
+        with safe_open(str(Path(base_model_dir) / "model.safetensors"), "pt") as weights:
+            old_weight = weights.get_tensor("classifier.weight").float()
+            old_bias = weights.get_tensor("classifier.bias").float()
+        with torch.no_grad():
+            for row, tag in enumerate(config.tag_names):
+                if tag in old_tags:
+                    model.classifier.weight[row] = old_weight[old_tags.index(tag)]
+                    model.classifier.bias[row] = old_bias[old_tags.index(tag)]
+    return model
 
 
 def finetune_tagging(
@@ -193,7 +163,12 @@ def finetune_tagging(
 ):
     """Trains the tagging head (and the encoder under it) from `base_model_dir`; saves the best
     model, processor and metrics.json into OUT. See the module docstring."""
-    from docformer.training.finetune import FinetuneResult, default_fields, print_record
+    from docformer.training.finetune import (
+        FinetuneResult,
+        default_fields,
+        evaluate_model,
+        print_record,
+    )
 
     started = time.perf_counter()
     if threads is not None:
@@ -288,7 +263,7 @@ def finetune_tagging(
             interval_losses = []
         if step % eval_every == 0 or step == total_steps:
             model.eval()
-            scores = evaluate_tagger(model, processor, eval_examples, fields)
+            scores = evaluate_model(model, eval_examples, fields, processor=processor)
             model.train()
             overall = scores["overall"]
             evaluation = {
@@ -386,8 +361,6 @@ __all__ = [
     "TaggingRow",
     "build_tagging_rows",
     "collate_tagging_rows",
-    "evaluate_tagger",
     "finetune_tagging",
-    "score_extractions",
     "tagging_model",
 ]
