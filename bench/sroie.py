@@ -41,6 +41,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,20 +133,34 @@ def prepare(data: Path, work: Path, threads: int, ocr_source: str = "ours") -> d
 
 
 def ocr_ceiling(folder: Path) -> dict[str, dict[str, float]]:
-    """Per field and overall: the share of labels printed in the OCR text, compared three ways,
-    each a ceiling for an extractor that copies what the OCR read:
-    "in_text" exactly (SROIE's rule), "any_case" ignoring letter case (what a learned upper-case
-    style recovers), "any_spacing" ignoring case and whitespace ("Level6" for "LEVEL 6"); and
-    for typed fields, how often the label is among the page's typed answers ("typed_choice")."""
+    """The ceilings (`ceilings`) of the receipts in `folder`: each `<id>.json` labels file and
+    the `<id>.ocr.json` beside it."""
+    receipts = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".ocr.json"))
+    return ceilings(
+        (
+            json.loads(labels_path.read_text()),
+            [
+                word["text"]
+                for word in json.loads(labels_path.with_suffix(".ocr.json").read_text())["words"]
+            ],
+        )
+        for labels_path in receipts
+    )
+
+
+def ceilings(receipts: Iterable[tuple[dict, list[str]]]) -> dict[str, dict[str, float]]:
+    """Per field and overall: the share of labels printed in the OCR text (each receipt's words
+    joined by spaces), compared three ways, each a ceiling for an extractor that copies what the
+    OCR read: "in_text" exactly (SROIE's rule), "any_case" ignoring letter case (what a learned
+    upper-case style recovers), "any_spacing" ignoring case and whitespace ("Level6" for
+    "LEVEL 6"); and for typed fields, how often the label is among the page's typed answers
+    ("typed_choice"). `receipts`: (labels, OCR words in reading order) per receipt."""
     from docformer.normalization import typed_spans
 
     found: dict[str, dict[str, int]] = {}
     labelled: dict[str, int] = {}
-    receipts = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".ocr.json"))
-    for labels_path in receipts:
-        labels = json.loads(labels_path.read_text())
-        ocr = json.loads(labels_path.with_suffix(".ocr.json").read_text())
-        text = " ".join(" ".join(word["text"] for word in ocr["words"]).split())
+    for labels, words in receipts:
+        text = " ".join(" ".join(words).split())
         folded, squeezed = text.casefold(), "".join(text.casefold().split())
         for field, value in labels.items():
             value = " ".join(str(value).split())

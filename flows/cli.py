@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -607,20 +608,39 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "promote_margin": args.promote_margin,
     }
+    from flows.finetune import finetune
+
+    return _run_training(
+        args, finetune, parameters, "finetune-progress", "fine-tuning", print_finetune_run
+    )
+
+
+def _run_training(
+    args: argparse.Namespace,
+    training_flow,
+    parameters: dict,
+    progress_key: str,
+    title: str,
+    print_run: Callable[[int], None],
+) -> int:
+    """Runs a training flow (fine-tuning or pre-training) with the given parameters (None
+    values left to the flow's defaults): through `args.deployment` when PREFECT_API_URL names a
+    server (unless `--local`), else in this process under a progress bar titled `title`; then
+    what it recorded, printed by `print_run`. `progress_key` names the flow's progress
+    artifact, which the bar follows on a server."""
     parameters = {k: v for k, v in parameters.items() if v is not None}
     _check_base(args.base)
     if _api_url() and not args.local:
-        flow_run = _run_deployment(args.deployment, parameters, args.wait, "finetune-progress")
+        flow_run = _run_deployment(args.deployment, parameters, args.wait, progress_key)
         if flow_run is not None:
-            print_finetune_run(finished_training_run(flow_run))
+            print_run(finished_training_run(flow_run))
         return 0
     from flows.deployments import start_api
-    from flows.finetune import finetune
 
     start_api()
-    with _training_bar("fine-tuning"), _flow_errors():
-        result = finetune(**parameters)
-    print_finetune_run(result["training_run_id"])
+    with _training_bar(title), _flow_errors():
+        result = training_flow(**parameters)
+    print_run(result["training_run_id"])
     return 0
 
 
@@ -657,21 +677,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "max_pages": args.max_pages,
     }
-    parameters = {k: v for k, v in parameters.items() if v is not None}
-    _check_base(args.base)
-    if _api_url() and not args.local:
-        flow_run = _run_deployment(args.deployment, parameters, args.wait, "pretrain-progress")
-        if flow_run is not None:
-            print_pretrain_run(finished_training_run(flow_run))
-        return 0
-    from flows.deployments import start_api
     from flows.pretrain import pretrain
 
-    start_api()
-    with _training_bar("pre-training"), _flow_errors():
-        result = pretrain(**parameters)
-    print_pretrain_run(result["training_run_id"])
-    return 0
+    return _run_training(
+        args, pretrain, parameters, "pretrain-progress", "pre-training", print_pretrain_run
+    )
 
 
 def print_pretrain_run(run_id: int) -> None:

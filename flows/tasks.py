@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -230,19 +229,12 @@ class DocumentChanged(Exception):
 
 
 def ocr_engine_id() -> str:
-    """The id `docformer.ocr.OCREngine` stamps on its results, without building the engine.
+    """The id `docformer.ocr.OCREngine` stamps on its results, without building the engine:
+    building it loads PaddleOCR (seconds), and a run whose pages are all cached must not pay for
+    that just to know the cache key."""
+    from docformer.ocr.engine import engine_id
 
-    Building the engine loads PaddleOCR (seconds); a run whose pages are all cached must not
-    pay for that just to know the cache key. Checked against the engine's own id in the tests.
-    """
-    from docformer.ocr.engine import UNCLIP_RATIO, WORDS_VERSION
-    from docformer.ocr.models import DETECTION_MODEL, RECOGNITION_MODEL, WEIGHTS_PACKAGE
-
-    return (
-        f"paddleocr-{version('paddleocr')}/{DETECTION_MODEL}+{RECOGNITION_MODEL}"
-        f"/{WEIGHTS_PACKAGE}-{version(WEIGHTS_PACKAGE)}/onnxruntime-{version('onnxruntime')}"
-        f"/unclip-{UNCLIP_RATIO}/words-v{WORDS_VERSION}"
-    )
+    return engine_id()
 
 
 def ocr_cache_key(engine_id: str, sha256: str, page: int) -> str:

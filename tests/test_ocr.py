@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from bench.ocr import assign_to_lines, parse_row, score_lines, unturn_box
 from docformer.document import Document, OCRResult, Page, Word
 from docformer.io import read_document
 from docformer.ocr import OCREngine, get_engine, ocr_document
 from docformer.ocr import cli as ocr_cli
+from docformer.ocr.engine import OCRSettings, engine_id
 from docformer.ocr.layout import TextSegment, assign_lines, quad_from_box
+from docformer.ocr.models import DETECTION_MODELS, RECOGNITION_MODELS
+from docformer.ocr.regions import join_split_boxes, upscale_crop
+from docformer.ocr.words import fold_text
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -267,3 +273,145 @@ def test_reading_order_of_columns_and_receipt_rows_without_ocr():
     ]
     assert [w.line_id for w in words] == [0, 0, 0, 1, 1, 2, 2, 3, 3]
     assert assign_lines([]) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# OCR settings: engine ids, the steps between detection and recognition, the fidelity scores
+
+
+def test_engine_id_names_every_setting_and_keeps_the_default_id(engine):
+    # The default detects on the page shrunk to 960 px, and says so in its id; the engine that
+    # detected at full resolution keeps the id it always stamped, and its caches stay its own.
+    assert engine.settings == OCRSettings() and engine.engine_id == engine_id()
+    assert engine.engine_id.endswith("/unclip-2.0/det-max-960/words-v1")
+    full_resolution = OCRSettings(det_limit_side_len=64, det_limit_type="min")
+    assert engine_id(full_resolution).endswith("/unclip-2.0/words-v1")
+    variants = [
+        OCRSettings(detection_model=det, recognition_model=rec)
+        for det in DETECTION_MODELS
+        for rec in RECOGNITION_MODELS
+    ] + [
+        OCRSettings(det_limit_side_len=64, det_limit_type="min"),
+        OCRSettings(det_limit_side_len=960, det_limit_type="min"),
+        OCRSettings(det_thresh=0.2),
+        OCRSettings(det_box_thresh=0.45),
+        OCRSettings(unclip_ratio=1.5),
+        OCRSettings(upscale_to=48),
+        OCRSettings(upscale_to=64),
+        OCRSettings(join_gap=0.5),
+        OCRSettings(text_form="nfkc"),
+        OCRSettings(text_form="nfkc-no-accents"),
+        OCRSettings(det_limit_side_len=736, text_form="nfkc-no-accents"),
+    ]
+    ids = [engine_id(s) for s in variants]
+    assert len(set(ids)) == len(variants)
+    recognisers = {engine_id(OCRSettings(recognition_model=rec)) for rec in RECOGNITION_MODELS}
+    assert len(recognisers) == len(RECOGNITION_MODELS) == 3
+    with pytest.raises(ValueError):
+        OCRSettings(recognition_model="PP-OCRv6_medium_rec")  # not shipped
+    with pytest.raises(ValueError):
+        OCRSettings(text_form="ascii")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        OCRSettings(
+            detection_model="PP-OCRv6_tiny_det",
+            recognition_model="PP-OCRv6_tiny_rec",
+            upscale_to=48,
+            join_gap=0.5,
+            text_form="nfkc-no-accents",
+        ),
+        # Its PaddleX configuration is written here, not shipped: a wrong character list
+        # would read garbage.
+        OCRSettings(detection_model="PP-OCRv5_mobile_det", recognition_model="PP-OCRv5_mobile_rec"),
+    ],
+    ids=["v6-tiny-all-steps", "v5-mobile"],
+)
+def test_other_packaged_models_and_steps_read_a_rendered_page(settings):
+    image, truth = render_page(rows=4, seed=6, size=(1240, 480))
+    result = get_engine(threads=1, settings=settings).read_page(image)
+    assert result.engine == engine_id(settings)
+    # PP-OCRv5 drops spaces between words at full resolution: compare without them.
+    read, drawn = "".join(w.text for w in result.words), "".join(t.text for t in truth)
+    assert difflib.SequenceMatcher(a=read, b=drawn, autojunk=False).ratio() >= 0.95, (read, drawn)
+
+
+def test_join_split_boxes_joins_pieces_of_one_printed_line_only():
+    def region(x0, y0, x1, y1):
+        return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.int16)
+
+    regions = [
+        region(10, 10, 100, 30),  # "SDN" ...
+        region(110, 11, 160, 31),  # ... "BHD", half a line height to the right: one line
+        region(400, 10, 460, 30),  # a price far to the right: apart
+        region(10, 50, 100, 70),  # the next row
+        region(105, 45, 200, 85),  # beside it but twice as tall: a heading, apart
+        region(300, 40, 320, 120),  # a vertical region: never joined
+    ]
+    joined = join_split_boxes(regions, max_gap=1.0)
+    assert len(joined) == 5
+    assert joined[0].tolist() == [[10, 10], [160, 10], [160, 31], [10, 31]]
+    assert joined[0].dtype == np.int16
+    assert all(a is b for a, b in zip(joined[1:], regions[2:], strict=True))
+    # A wider allowance reaches the price too; none joins nothing.
+    assert len(join_split_boxes(regions, max_gap=15.0)) == 4
+    assert join_split_boxes(regions[:1], max_gap=1.0) == regions[:1]
+    assert join_split_boxes([], max_gap=1.0) == []
+
+
+def test_upscale_crop_enlarges_small_crops_only():
+    small = np.zeros((16, 40, 3), dtype=np.uint8)
+    assert upscale_crop(small, 48).shape == (48, 120, 3)
+    large = np.zeros((60, 40, 3), dtype=np.uint8)
+    assert upscale_crop(large, 48) is large
+
+
+def test_fold_text():
+    assert fold_text("（M）SDN BHD", "nfkc") == "(M)SDN BHD"
+    assert fold_text("SETIA ÁLAM", "nfkc") == "SETIA ÁLAM"
+    assert fold_text("SETIA ÁLAM jéjaka", "nfkc-no-accents") == "SETIA ALAM jejaka"
+    assert fold_text("海鲜 ，Á", "nfkc-no-accents") == "海鲜 ,A"
+    assert fold_text("ÁLAM", "") == "ÁLAM"
+
+
+def test_fidelity_scores_lines_matched_by_box_overlap():
+    truth = [("TOTAL 12.00", (10, 10, 200, 30)), ("THANK YOU", (10, 50, 200, 70))]
+    read = [
+        ("Total", (12, 12, 60, 28)),
+        ("12.0O", (140, 11, 198, 29)),  # one character wrong
+        ("THANK", (12, 52, 70, 68)),
+        ("谢谢", (300, 52, 340, 68)),  # outside every transcribed line
+    ]
+    assert assign_to_lines([box for _, box in read], [box for _, box in truth]) == [0, 0, 1, None]
+    # A word mostly outside a line does not belong to it.
+    assert assign_to_lines([(190, 10, 260, 30)], [(10, 10, 200, 30)]) == [None]
+    scores = score_lines(truth, read)
+    # "total 12.00" vs "total 12.0o": 1 edit; "thank you" vs "thank": 4 edits ("you" and a space).
+    assert (scores.errors, scores.characters) == (5, 20)
+    assert (scores.words_read, scores.words) == (2, 4)
+    assert (scores.outside, scores.read) == (1, 4)
+    assert scores.cer == 0.25 and scores.word_accuracy == 0.5
+
+
+def test_unturn_box_undoes_the_page_rotation():
+    # A 100 x 50 page with a box near its top-left corner.
+    page, box = Image.new("L", (100, 50), 0), (10, 5, 30, 15)
+    page.paste(255, box)
+    for rotation in (0, 90, 180, 270):
+        turned = page.rotate(rotation, expand=True)
+        found = turned.getbbox()
+        assert unturn_box(found, rotation, 100, 50) == box
+
+
+def test_parse_row():
+    settings = parse_row("v6-tiny+join_gap=1.0+det_limit_side_len=960+det_limit_type=max")
+    assert settings.recognition_model == "PP-OCRv6_tiny_rec" and settings.join_gap == 1.0
+    assert (settings.det_limit_side_len, settings.det_limit_type) == (960, "max")
+    assert parse_row("det-max-960") == OCRSettings()  # the table's choice is the default
+    assert parse_row("full-res") == OCRSettings(det_limit_side_len=64, det_limit_type="min")
+    with pytest.raises(ValueError):
+        parse_row("full-res+speed=fast")
+    with pytest.raises(ValueError):
+        parse_row("tomorrow")

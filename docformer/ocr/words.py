@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,32 @@ def glyph_width(char: str) -> float:
     if char.isupper():
         return 1.15
     return 1.0
+
+
+# What `fold_text` can do to recognised text (see `OCRSettings.text_form`).
+TEXT_FORMS = ("", "nfkc", "nfkc-no-accents")
+# Latin letters (Basic Latin up to Latin Extended-B, and Latin Extended Additional).
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
+
+
+def fold_text(text: str, form: str) -> str:
+    """`text` in one of `TEXT_FORMS`. "nfkc": Unicode compatibility forms folded, so full-width
+    brackets and letters the multilingual recogniser emits on Latin print ("（M）") become
+    ASCII. "nfkc-no-accents": that, and accents dropped from Latin letters ("ÁLAM" for a
+    speck above "ALAM"); only for documents in a language without them. "": as read."""
+    if not form:
+        return text
+    if form not in TEXT_FORMS:
+        raise ValueError(f"unknown text form {form!r}; known: {TEXT_FORMS}")
+    text = unicodedata.normalize("NFKC", text)
+    if form == "nfkc-no-accents" and not text.isascii():
+        kept: list[str] = []
+        for char in unicodedata.normalize("NFD", text):
+            if unicodedata.combining(char) and kept and _LATIN.match(kept[-1]):
+                continue
+            kept.append(char)
+        text = unicodedata.normalize("NFC", "".join(kept))
+    return text
 
 
 @dataclass
