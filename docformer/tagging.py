@@ -36,6 +36,9 @@ from docformer.normalization import amount_digits, is_amount_field, is_date_fiel
 
 IGNORE_INDEX = -100
 OUTSIDE = 0  # the "O" tag's id
+# `decode_spans` offers a field no tag path found at its most likely first word when that word
+# is at least this likely to begin it (BENCHMARKS.md: the tagging head).
+MIN_START_PROBABILITY = 0.1
 
 
 def tag_ids(fields: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -124,12 +127,16 @@ class TaggedSpan:
 
 
 def decode_spans(
-    word_probs: np.ndarray, fields: Sequence[str], ocr: OCRResult | None = None
+    word_probs: np.ndarray,
+    fields: Sequence[str],
+    ocr: OCRResult | None = None,
+    min_start: float = MIN_START_PROBABILITY,
 ) -> dict[str, list[TaggedSpan]]:
     """BIO spans of one page from each word's tag distribution (rows of NaN: a word no window
     saw, such as a blank one, are skipped), the tags chosen by `consistent_tags`. An I-f that
     does not follow f opens a span, as a lenient BIO reading does: the model marked the word as
-    part of f and that is kept."""
+    part of f and that is kept. A field without a span is offered at the word most likely to
+    begin it when that word is at least `min_start` likely to (see below)."""
     ids = tag_ids(fields)
     field_of = {}
     for name, (begin, inside) in ids.items():
@@ -167,6 +174,24 @@ def decode_spans(
             current = None
     if current is not None:
         close(*current)
+    # A field the path leaves out is still offered where it most likely begins, when that word
+    # is at least `min_start` likely to begin it, with the words after it that are as likely to
+    # continue it: a model that ranks the right amount first, but not above O, would otherwise
+    # answer nothing. Such a span's confidence is computed as any span's, from those low
+    # probabilities, so the reliability table shows it for what it is.
+    for name, found in spans.items():
+        begin, inside = ids[name]
+        start_probs = np.where(seen, np.nan_to_num(word_probs[:, begin], nan=0.0), 0.0)
+        start = int(start_probs.argmax()) if len(start_probs) else 0
+        if found or not len(start_probs) or start_probs[start] < min_start:
+            continue
+        chosen[start], words = begin, [start]
+        following = _next_seen(seen, start)
+        while following is not None and word_probs[following, inside] >= min_start:
+            chosen[following] = inside
+            words.append(following)
+            following = _next_seen(seen, following)
+        close(name, words)
     return spans
 
 

@@ -199,6 +199,20 @@ def test_one_fields_run_is_not_broken_into_by_anothers_inside_tag():
     assert list(consistent_tags(tag_probs([0, 2, 0, 3, 4, 1]), FIELDS)) == [0, 2, 0, 3, 4, 1]
 
 
+def test_a_field_no_path_finds_is_offered_where_it_most_likely_begins():
+    # O wins on every word, but word 2 is the likeliest start of a total (0.3) and word 3 may
+    # continue it (0.4): the total is offered there, as sure as those probabilities say.
+    probs = tag_probs([0, 0, 0, 0, 0], sure=0.8)  # every other tag 0.05
+    probs[1] = [0.8, 0.05, 0.0, 0.15, 0.0]
+    probs[2] = [0.6, 0.05, 0.025, 0.3, 0.025]
+    probs[3] = [0.5, 0.05, 0.05, 0.0, 0.4]
+    (total,) = decode_spans(probs, FIELDS)["total"]
+    assert total.word_indices == (2, 3)
+    assert math.isclose(total.confidence, 0.3 * 0.4 * (1 - 0.05), rel_tol=1e-5)
+    assert decode_spans(probs, FIELDS)["company"] == []  # 0.05 at best: not offered
+    assert decode_spans(probs, FIELDS, min_start=0.35)["total"] == []
+
+
 def test_span_confidence_is_the_probability_of_exactly_that_span():
     probs = tag_probs([0, 1, 2, 0], sure=0.9)
     (span,) = decode_spans(probs, FIELDS)["company"]
