@@ -88,17 +88,6 @@ class StepProgress:
             listener(self.stage, step, total)
 
 
-def total_steps(record: dict[str, Any], epochs: int, max_steps: int | None) -> int | None:
-    """The steps a fine-tuning run will take at most, from one of its step records: it logs the
-    step and the epoch it is in, whose ratio is the steps per epoch (early stopping may end it
-    sooner). None for records without both (messages, evaluations)."""
-    step, epoch = record.get("step"), record.get("epoch")
-    if not isinstance(step, int) or not isinstance(epoch, int | float) or epoch <= 0:
-        return None
-    total = epochs * max(1, round(step / epoch))
-    return min(total, max_steps) if max_steps else total
-
-
 # -- the tasks ------------------------------------------------------------------------------------
 
 
@@ -110,9 +99,8 @@ def train(base: ModelRef, train_set: list, holdout: list, fields, options: dict[
 
     def log(record: dict[str, Any]) -> None:
         get_run_logger().info("%s", record)
-        total = total_steps(record, options["epochs"], options.get("max_steps"))
-        if total is not None:
-            progress.update(record["step"], total)
+        if "total_steps" in record:  # a step record (not a message or an evaluation)
+            progress.update(record["step"], record["total_steps"])
 
     out_dir = training_folder()
     return finetune_model(

@@ -403,6 +403,7 @@ def finetune(
         if end_of_epoch or step == total_steps or step % 10 == 0:
             record = {
                 "step": step,
+                "total_steps": total_steps,
                 "epoch": round(step / steps_per_epoch, 4),
                 "loss": float(np.mean(interval_losses)),
                 "lr": scheduler.get_last_lr()[0],

@@ -253,6 +253,7 @@ def finetune_tagging(
         if step % 10 == 0 or step == total_steps or step % steps_per_epoch == 0:
             record = {
                 "step": step,
+                "total_steps": total_steps,
                 "epoch": round(step / steps_per_epoch, 4),
                 "loss": float(np.mean(interval_losses)),
                 "lr": scheduler.get_last_lr()[0],
