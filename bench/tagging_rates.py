@@ -4,8 +4,9 @@ part of a synthetic corpus, then each BIO tag's word accuracy on the part held o
     python -m bench.tagging_rates --corpus .build/checkpoint/corpus --encoder-lr 5e-4 \
         --head-lr 5e-3 --steps 100 [--documents 500] [--model DIR] [--balance]
 
-`--balance` weighs each tag's loss by the square root of how much rarer it is than O (at most
-10x): whether the rare single-word tags (B-date, B-total) are learned sooner that way.
+`--balance` weighs each tag's loss the way `docformer finetune` does by default
+(`docformer.training.tagging.tag_loss_weights`: the square root of how much rarer the tag is
+than O, at most 10x): whether the rare single-word tags (B-date, B-total) are learned sooner.
 
 It measured the head's rate (`docformer.training.tagging.HEAD_LR_SCALE`): a few minutes a
 setting on 2 CPU cores, against hours for a whole fine-tuning run. When --corpus does not exist
@@ -44,7 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     from docformer.models.docformerv2 import DocFormerV2Processor
     from docformer.training.data import load_pages, split_examples
     from docformer.training.pretrain import build_optimizer
-    from docformer.training.tagging import build_tagging_rows, collate_tagging_rows, tagging_model
+    from docformer.training.tagging import (
+        build_tagging_rows,
+        collate_tagging_rows,
+        tag_loss_weights,
+        tagging_loss,
+        tagging_model,
+    )
 
     torch.set_num_threads(args.threads)
     base = check_model_dir(args.model)
@@ -60,23 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     weights = None
     if args.balance:
-        frequency = collections.Counter(t for r in rows for t in r.window.token_tags if t >= 0)
-        n_tags = len(model.config.tag_names)
-        weights = torch.tensor(
-            [min(10.0, (frequency[0] / max(frequency[t], 1)) ** 0.5) for t in range(n_tags)]
-        )
+        weights = tag_loss_weights(rows, len(model.config.tag_names))
         print(f"tag loss weights: {[round(w, 2) for w in weights.tolist()]}")
     rng, started, losses = np.random.default_rng(0), time.perf_counter(), []
     for step in range(1, args.steps + 1):
         batch = collate_tagging_rows(processor, [rows[i] for i in rng.choice(len(rows), 8, False)])
-        if weights is None:
-            loss = model(**batch).loss
-        else:
-            labels = batch.pop("labels")
-            logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1), labels.flatten(), weight=weights, ignore_index=-100
-            )
+        labels = batch.pop("labels")
+        loss = tagging_loss(model(**batch).logits, labels, weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

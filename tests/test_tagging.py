@@ -246,6 +246,30 @@ def test_a_typed_value_is_cut_from_its_tagged_words(name, printed, value):
 # --- learning ---------------------------------------------------------------------------------
 
 
+def test_rare_tags_weigh_more_in_the_loss_up_to_a_cap():
+    """O weighs 1; a tag 4x rarer weighs 2; one 400x rarer or never seen weighs the cap."""
+    from types import SimpleNamespace
+
+    from docformer.training.tagging import MAX_TAG_WEIGHT, TaggingRow, tag_loss_weights
+
+    tags = [0] * 400 + [1] * 100 + [2] + [-100] * 50
+    rows = [TaggingRow(SimpleNamespace(token_tags=tags[i::3]), None) for i in range(3)]
+    weights = tag_loss_weights(rows, 4).tolist()
+    assert weights == pytest.approx([1.0, 2.0, MAX_TAG_WEIGHT, MAX_TAG_WEIGHT])
+
+
+def test_the_weighted_tag_loss_ignores_untagged_tokens_and_is_zero_without_any():
+    from docformer.training.tagging import tagging_loss
+
+    logits = torch.zeros(1, 3, 2, requires_grad=True)
+    labels = torch.tensor([[1, -100, -100]])
+    weighted = tagging_loss(logits, labels, torch.tensor([1.0, 5.0]))
+    assert weighted.item() == pytest.approx(math.log(2))  # one word, uniform logits
+    empty = tagging_loss(logits, torch.full((1, 3), -100), None)
+    empty.backward()
+    assert empty.item() == 0.0 and logits.grad is not None
+
+
 @pytest.mark.slow
 def test_tagging_head_learns_eight_generated_pages_through_the_extractor(tmp_path):
     """Eight generated receipts: fine-tuning the shipped checkpoint's encoder under a new

@@ -314,6 +314,7 @@ def finetune(
     threads: int | None = None,
     objective: str = "page",
     head: str = "auto",
+    balance_tags: bool = True,
     resume: bool = False,
     log: LogFn | None = None,
 ) -> FinetuneResult:
@@ -323,7 +324,8 @@ def finetune(
 
     `head`: "tagging" trains the word-tagging head (`docformer.training.tagging`), "generation"
     the decoder, "auto" the head the base checkpoint has (a generator for a pre-trained one).
-    `resume` continues an interrupted tagging run from OUT's saved state."""
+    `balance_tags` weighs a tagger's loss toward its rare tags (`training.tagging`); `resume`
+    continues an interrupted tagging run from OUT's saved state."""
     head = resolve_head(base_model_dir, head)
     if resume and head != "tagging":
         raise ValueError("only a tagging run can be resumed (--head tagging)")
@@ -334,7 +336,7 @@ def finetune(
             base_model_dir, train_examples, val_examples, out_dir, fields=fields,
             epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, warmup=warmup,
             weight_decay=weight_decay, eval_every=eval_every, patience=patience, seed=seed,
-            device=device, threads=threads, resume=resume, log=log,
+            device=device, threads=threads, balance_tags=balance_tags, resume=resume, log=log,
         )  # fmt: skip
     started = time.perf_counter()
     if objective not in OBJECTIVES:
@@ -551,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         "the base checkpoint's head (generation for a pre-trained one)",
     )  # fmt: skip
     parser.add_argument(
+        "--balance-tags", action=argparse.BooleanOptionalAction, default=True,
+        help="tagging: weigh each tag's loss by how rare it is (default) or train on the plain loss",
+    )  # fmt: skip
+    parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted tagging run in --out"
     )
     parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
@@ -602,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         objective=args.objective,
         head=args.head,
+        balance_tags=args.balance_tags,
         resume=args.resume,
     )
     print(

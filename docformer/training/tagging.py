@@ -10,7 +10,11 @@ labelling the OCR could carry.
 
 Every window of every page is one training row (`docformer.tagging.tag_windows`), windows with
 no field in them included: they teach the head what is not a field. The loss is cross-entropy
-over each word's first token.
+over each word's first token, each tag weighed by the square root of how much rarer it is than
+O in the training rows, at most `MAX_TAG_WEIGHT` (`tag_loss_weights`): a receipt has one
+B-total among a hundred O words, and without the weights the head learns to say O for a long
+time before it learns the single-word fields (`python -m bench.tagging_rates --balance`,
+BENCHMARKS.md). `balance_tags=False` trains on the plain loss.
 
 Validation runs the code that ships: an `Extractor` over the model being trained reads the
 validation documents exactly as `docformer extract`, `docformer eval` and the flows do, and
@@ -60,6 +64,9 @@ STATE_FILE = "training_state.pt"
 # weights on a pre-trained encoder: at one shared rate either the head learns slowly or its first
 # random gradients disturb the encoder (`python -m bench.tagging_rates`, BENCHMARKS.md).
 HEAD_LR_SCALE = 10.0
+# The largest loss weight a rare tag gets (`tag_loss_weights`); unbounded weights let a tag seen
+# on a handful of words dominate the gradient.
+MAX_TAG_WEIGHT = 10.0
 
 
 @dataclass
@@ -106,6 +113,30 @@ def collate_tagging_rows(
         labels[b, : len(row.window.token_tags)] = torch.tensor(row.window.token_tags)
     batch["labels"] = labels
     return batch
+
+
+def tag_loss_weights(rows: Sequence[TaggingRow], n_tags: int) -> torch.Tensor:
+    """Per tag, sqrt(count of O / count of the tag) over the rows' word tags, capped at
+    `MAX_TAG_WEIGHT`; O weighs 1. A tag the rows never show gets the cap (it has no words, so
+    its weight only matters if a later row brings one)."""
+    counts = np.bincount(
+        [t for row in rows for t in row.window.token_tags if t >= 0], minlength=n_tags
+    ).astype(float)
+    ratios = counts[0] / np.maximum(counts, 1.0)
+    return torch.tensor(np.minimum(MAX_TAG_WEIGHT, np.sqrt(ratios)), dtype=torch.float32)
+
+
+def tagging_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """Cross-entropy of the words' tags (labels -100 elsewhere), weighted per tag when
+    `weights` is given; a batch without a tagged word gives 0, still differentiable."""
+    flat_logits, flat_labels = logits.float().flatten(0, 1), labels.flatten()
+    if not (flat_labels != IGNORE_INDEX).any():
+        return flat_logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(
+        flat_logits, flat_labels, weight=weights, ignore_index=IGNORE_INDEX
+    )
 
 
 def tagging_model(
@@ -158,6 +189,7 @@ def finetune_tagging(
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
+    balance_tags: bool = True,
     resume: bool = False,
     log=None,
 ):
@@ -196,6 +228,12 @@ def finetune_tagging(
     log({"message": f"alignment of the training labels: {alignment}"})
     if not rows:
         raise ValueError("the training documents have no OCR words")
+    loss_weights = None
+    if balance_tags:
+        loss_weights = tag_loss_weights(rows, len(model.config.tag_names)).to(torch_device)
+        log({"message": "tag loss weights: " + ", ".join(
+            f"{tag} {weight:.2f}" for tag, weight in
+            zip(model.config.tag_names, loss_weights.tolist(), strict=True))})  # fmt: skip
     has_validation = len(val_examples) > 0
     eval_examples = list(val_examples) if has_validation else list(train_examples)
 
@@ -241,7 +279,8 @@ def finetune_tagging(
         chunk = order[offset : offset + batch_size]
         batch = collate_tagging_rows(processor, [rows[i] for i in chunk])
         batch = {key: value.to(torch_device) for key, value in batch.items()}
-        loss = model(**batch).loss
+        labels = batch.pop("labels")
+        loss = tagging_loss(model(**batch).logits, labels, loss_weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
@@ -328,6 +367,7 @@ def finetune_tagging(
             "eval_every": eval_every,
             "patience": patience,
             "seed": seed,
+            "balance_tags": balance_tags,
             "device": str(torch_device),
             "threads": torch.get_num_threads(),
         },  # fmt: skip
