@@ -6,7 +6,10 @@ processor resizes to that size anyway and a full-resolution scan costs tens of m
 stay in the OCR's page pixels (`ocr.width` x `ocr.height`); the processor normalises them.
 
 Where the OCR comes from, in order:
-1. `<name>.ocr.json` beside the document (exact OCR of synthetic documents, or OCR made earlier);
+1. `<name>.ocr.json` beside the document (exact OCR of synthetic documents, or OCR made earlier),
+   unless `load_pages(..., ocr_files=False)`: then the engine reads every page, which is how a
+   model is trained on what the OCR reads of synthetic pages rather than on the renderer's
+   exact words (the labels are values, aligned to whatever words the OCR read);
 2. a born-digital PDF page's text layer (`read_document` fills it in);
 3. the OCR cache folder, keyed by (sha256 of the bytes, page index, OCR engine id);
 4. PaddleOCR (`docformer.ocr.ocr_document`), whose result then goes into the cache.
@@ -201,16 +204,20 @@ def load_pages(
     image_size: Sequence[int] | None = DEFAULT_IMAGE_SIZE,
     require_fields: bool = True,
     engine: OCREngine | None = None,
+    ocr_files: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[TrainingExample]:
     """Every document of the labelled folders (sorted by name, folder after folder), at most
     `limit` of them, with pages read and OCR'd (see the module docstring) and images shrunk to
-    `image_size` (height, width; None keeps them as read)."""
+    `image_size` (height, width; None keeps them as read). `ocr_files=False` ignores
+    `.ocr.json` files and OCRs every page (through the cache when one is given)."""
     folders = [folders] if isinstance(folders, str | Path) else list(folders)
     cache = OCRCache(ocr_cache) if ocr_cache is not None else None
     lazy_engine = _LazyEngine(engine)
     examples = []
     for count, labelled in enumerate(_iter_folders(folders, require_fields, limit), start=1):
+        if not ocr_files:
+            labelled.ocr_pages = None
         pages, _ = _read_pages(labelled, image_size, cache, lazy_engine)
         examples.append(TrainingExample(labelled.name, pages, labelled.fields))
         if progress is not None and count % 100 == 0:

@@ -4,6 +4,7 @@ every field (`docformer.schema`), with early stopping on validation F1.
     docformer finetune --model DIR --data DIR... --out DIR [--val-split 0.2] [--fields a,b,...] \
         [--epochs 20] [--max-steps N] [--batch-size 8] [--lr 5e-4] [--warmup N] \
         [--eval-every N] [--patience 3] [--objective page|vocabulary] [--ocr-cache DIR] \
+        [--head auto|tagging|generation] [--no-balance-tags] [--engine-ocr] [--resume] \
         [--seed 0] [--device auto] [--threads N] [--limit N]
 
 Training rows. The encoder reads a page (image + OCR tokens) and the prompt
@@ -560,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", action="store_true", help="continue an interrupted tagging run in --out"
     )
     parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
+    parser.add_argument(
+        "--engine-ocr", action="store_true",
+        help="read every page with the OCR engine, ignoring .ocr.json files (train on what the "
+        "OCR reads of synthetic pages, not on the renderer's words); cached in --ocr-cache",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -582,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     examples = load_pages(
         args.data, args.ocr_cache, args.limit, image_size=processor.image_size,
-        progress=lambda message: print(message, flush=True),
+        ocr_files=not args.engine_ocr, progress=lambda message: print(message, flush=True),
     )  # fmt: skip
     train, val = split_examples(examples, args.val_split, args.seed)
     print(
