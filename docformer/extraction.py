@@ -428,10 +428,9 @@ class Extractor:
         schema = self.model.config.tagging_fields
         for (unit, page_position), merger in mergers.items():
             page_index, _, ocr = units[unit][page_position]
-            for name, spans in decode_spans(merger.probs, schema, ocr).items():
-                if name not in self.fields or not spans:
+            for name, best in decode_spans(merger.probs, schema, ocr).items():
+                if name not in self.fields:
                     continue
-                best = max(spans, key=lambda span: span.confidence)
                 current = results[unit].get(name)
                 if current is None or best.confidence > current.confidence:
                     results[unit][name] = self._tagged_field(best, page_index, ocr)

@@ -8,12 +8,13 @@ Every OCR word of a page is tagged over the field schema in BIO tags (`config.ta
 2. The model gives every token a distribution over the tags; `WordTagMerger` keeps, for each
    word, the distribution of its first token from the window where that word sits farthest from
    a window edge (it saw the most context on both sides there).
-3. `decode_spans` reads the words' tags as BIO spans, per field: the most likely sequence of
-   tags in which no field's run is broken into by another's (`consistent_tags`), each span with a
-   confidence from the tag marginals: the product of its words' chosen-tag probabilities and of
-   the probability that the word after it does not continue it. That is the model's probability
-   of exactly this span under independent per-word decisions, so, like a generated answer's
-   product of token probabilities, a long address is rightly less sure than a date.
+3. `decode_spans` reads, per field, the run of words most likely to be its value: the run with
+   the highest log-odds of its words being in the field (a doubtful word inside a sure run is
+   kept), a date or amount only from a run that holds one. Its confidence comes from the tag
+   marginals: the product of its words' probabilities and of the probability that the word
+   after it does not continue it. That is the model's probability of exactly this span under
+   independent per-word decisions, so, like a generated answer's product of token
+   probabilities, a long address is rightly less sure than a date.
 4. `span_value` writes a span's words in reading order; a date or amount is cut to the typed
    piece inside it ("Total:RM9.00" -> "9.00", as `docformer.normalization.typed_spans` finds
    them), so the tagger may mark a whole printed word while the value stays what was labelled.
@@ -36,9 +37,11 @@ from docformer.normalization import amount_digits, is_amount_field, is_date_fiel
 
 IGNORE_INDEX = -100
 OUTSIDE = 0  # the "O" tag's id
-# `decode_spans` offers a field no tag path found at its most likely first word when that word
-# is at least this likely to begin it (BENCHMARKS.md: the tagging head).
+# `decode_spans` starts a field's run only at a word at least this likely to be in the field
+# (BENCHMARKS.md: the tagging head).
 MIN_START_PROBABILITY = 0.1
+# The longest run a date or amount is read from ("27 MAR 2018", "RM 9.00"; "Total: RM 12.50").
+MAX_TYPED_WORDS = 6
 
 
 def tag_ids(fields: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -131,98 +134,104 @@ def decode_spans(
     fields: Sequence[str],
     ocr: OCRResult | None = None,
     min_start: float = MIN_START_PROBABILITY,
-) -> dict[str, list[TaggedSpan]]:
-    """BIO spans of one page from each word's tag distribution (rows of NaN: a word no window
-    saw, such as a blank one, are skipped), the tags chosen by `consistent_tags`. An I-f that
-    does not follow f opens a span, as a lenient BIO reading does: the model marked the word as
-    part of f and that is kept. A field without a span is offered at the word most likely to
-    begin it when that word is at least `min_start` likely to (see below)."""
+) -> dict[str, TaggedSpan]:
+    """Per field, the run of words of one page most likely to be its value (fields with none
+    are left out). Rows of `word_probs` are the words' tag distributions in reading order; a
+    row of NaN (a word no window saw, such as a blank one) is skipped, neither opening nor
+    closing a run.
+
+    A run is scored by the log-odds of its words belonging to the field: log p/(1-p) of its
+    first word being in the field (B-f or I-f: a run the model opens with I-f is still a run),
+    plus log p/(1-p) of I-f for each word after it. The best-scoring run wins, so a word the
+    model doubts inside a run it is sure of stays in (an address's postcode at I-f 0.3 between
+    lines at 0.99), while the run does not reach past words it gains nothing from. Reading the
+    argmax tags instead breaks such a run in two and keeps one piece. A run only starts at a
+    word at least `min_start` likely to be in the field, so a field the page lacks stays
+    unanswered and one the model ranks right but not above O is still offered.
+
+    With `ocr`, a date or amount field's run must hold a date or amount
+    (`docformer.normalization.typed_spans`) and is at most `MAX_TYPED_WORDS` words: the type
+    rules out "19.00" as a date or "21:13" as a total, however the model leans.
+
+    The confidence is the probability of exactly that run under independent per-word tags: its
+    first word in the field, each later word continuing it, and the word after it not
+    continuing it."""
     ids = tag_ids(fields)
-    field_of = {}
-    for name, (begin, inside) in ids.items():
-        field_of[begin] = (name, True)
-        field_of[inside] = (name, False)
     seen = ~np.isnan(word_probs).any(axis=1)
     if ocr is not None:
         seen &= np.array([bool(w.text.strip()) for w in ocr.words], dtype=bool)
-    chosen = np.full(len(word_probs), OUTSIDE, dtype=np.int64)
-    chosen[seen] = consistent_tags(word_probs[seen], fields)
-    spans: dict[str, list[TaggedSpan]] = {name: [] for name in fields}
-
-    def close(name: str, words: list[int]) -> None:
-        log_p = sum(math.log(max(float(word_probs[w, chosen[w]]), 1e-12)) for w in words)
-        following = _next_seen(seen, words[-1])
-        if following is not None:
-            log_p += math.log(max(1.0 - float(word_probs[following, ids[name][1]]), 1e-12))
-        spans[name].append(TaggedSpan(name, tuple(words), math.exp(log_p)))
-
-    current: tuple[str, list[int]] | None = None
-    for word in range(len(word_probs)):
-        if not seen[word]:
-            continue  # unseen words neither open nor close a span
-        tag = int(chosen[word])
-        if tag in field_of:
-            name, begins = field_of[tag]
-            if current is not None and current[0] == name and not begins:
-                current[1].append(word)
-                continue
-            if current is not None:
-                close(*current)
-            current = (name, [word])
-        elif current is not None:
-            close(*current)
-            current = None
-    if current is not None:
-        close(*current)
-    # A field the path leaves out is still offered where it most likely begins, when that word
-    # is at least `min_start` likely to begin it, with the words after it that are as likely to
-    # continue it: a model that ranks the right amount first, but not above O, would otherwise
-    # answer nothing. Such a span's confidence is computed as any span's, from those low
-    # probabilities, so the reliability table shows it for what it is.
-    for name, found in spans.items():
-        begin, inside = ids[name]
-        start_probs = np.where(seen, np.nan_to_num(word_probs[:, begin], nan=0.0), 0.0)
-        start = int(start_probs.argmax()) if len(start_probs) else 0
-        if found or not len(start_probs) or start_probs[start] < min_start:
+    order = np.flatnonzero(seen)  # the words that count, in reading order
+    spans: dict[str, TaggedSpan] = {}
+    if not len(order):
+        return spans
+    probs = np.clip(np.nan_to_num(word_probs[order], nan=0.0), 1e-12, 1 - 1e-6)
+    for name, (begin, inside) in ids.items():
+        p_start = np.clip(probs[:, begin] + probs[:, inside], 1e-12, 1 - 1e-6)
+        p_inside = probs[:, inside]
+        start_score = np.log(p_start) - np.log1p(-p_start)
+        inside_score = np.log(p_inside) - np.log1p(-p_inside)
+        starts = np.flatnonzero(p_start >= min_start)
+        typed = ocr is not None and typed_spans(name, "") is not None
+        best = (
+            _best_typed_run(name, ocr, order, starts, start_score, inside_score)
+            if typed
+            else _best_run(starts, start_score, inside_score)
+        )
+        if best is None:
             continue
-        chosen[start], words = begin, [start]
-        following = _next_seen(seen, start)
-        while following is not None and word_probs[following, inside] >= min_start:
-            chosen[following] = inside
-            words.append(following)
-            following = _next_seen(seen, following)
-        close(name, words)
+        first, last = best
+        log_p = math.log(p_start[first]) + float(np.log(p_inside[first + 1 : last + 1]).sum())
+        if last + 1 < len(order):
+            log_p += math.log1p(-p_inside[last + 1])
+        words = tuple(int(w) for w in order[first : last + 1])
+        spans[name] = TaggedSpan(name, words, math.exp(log_p))
     return spans
 
 
-def consistent_tags(word_probs: np.ndarray, fields: Sequence[str]) -> np.ndarray:
-    """The most likely tag of every word (rows: words in reading order, columns: tag
-    probabilities) under one rule: I-f may follow B-f, I-f or O, never another field's tag.
+def _best_run(
+    starts: np.ndarray, start_score: np.ndarray, inside_score: np.ndarray
+) -> tuple[int, int] | None:
+    """(first, last) positions of the best-scoring run that begins at one of `starts`: the
+    maximum-sum run, each position either opening a run or extending the best run that ends
+    just before it."""
+    allowed = np.zeros(len(start_score), dtype=bool)
+    allowed[starts] = True
+    best, best_score = None, -math.inf
+    run_first, run_score = -1, -math.inf
+    for position in range(len(start_score)):
+        extended = run_score + inside_score[position]
+        opened = start_score[position] if allowed[position] else -math.inf
+        if opened >= extended:
+            run_first, run_score = position, opened
+        else:
+            run_score = extended
+        if run_first >= 0 and run_score > best_score:
+            best, best_score = (run_first, position), run_score
+    return best
 
-    Per-word argmax lets a half-trained or unsure model interleave fields ("I-company I-address
-    I-company" over one shop name), which reads as three broken spans; the best path under the
-    rule (Viterbi over log-probabilities) keeps each run to one field. I-f after O stays allowed,
-    as in the lenient BIO reading `decode_spans` keeps."""
-    n_words, n_tags = word_probs.shape
-    if n_words == 0:
-        return np.zeros(0, dtype=np.int64)
-    log_p = np.log(np.clip(word_probs, 1e-12, None))
-    allowed = np.ones((n_tags, n_tags), dtype=bool)  # allowed[previous, current]
-    for begin, inside in tag_ids(fields).values():
-        allowed[:, inside] = False
-        allowed[[OUTSIDE, begin, inside], inside] = True
-    transition = np.where(allowed, 0.0, -np.inf)
-    score = log_p[0].copy()
-    back = np.zeros((n_words, n_tags), dtype=np.int64)
-    for word in range(1, n_words):
-        candidates = score[:, None] + transition  # (previous, current)
-        back[word] = candidates.argmax(axis=0)
-        score = candidates.max(axis=0) + log_p[word]
-    path = np.zeros(n_words, dtype=np.int64)
-    path[-1] = int(score.argmax())
-    for word in range(n_words - 1, 0, -1):
-        path[word - 1] = back[word, path[word]]
-    return path
+
+def _best_typed_run(
+    name: str,
+    ocr: OCRResult,
+    order: np.ndarray,
+    starts: np.ndarray,
+    start_score: np.ndarray,
+    inside_score: np.ndarray,
+) -> tuple[int, int] | None:
+    """The best-scoring run of at most `MAX_TYPED_WORDS` words whose text holds a value of the
+    field's type."""
+    best, best_score = None, -math.inf
+    for first in starts:
+        score = start_score[first]
+        for last in range(first, min(first + MAX_TYPED_WORDS, len(order))):
+            if last > first:
+                score += inside_score[last]
+            if score <= best_score:
+                continue
+            text = " ".join(ocr.words[int(w)].text for w in order[first : last + 1])
+            if typed_spans(name, text):
+                best, best_score = (int(first), last), score
+    return best
 
 
 def _next_seen(seen: np.ndarray, word: int) -> int | None:
@@ -256,7 +265,6 @@ __all__ = [
     "TagWindow",
     "TaggedSpan",
     "WordTagMerger",
-    "consistent_tags",
     "decode_spans",
     "span_text",
     "span_value",

@@ -24,7 +24,6 @@ from docformer.models.docformerv2 import (
 from docformer.tagging import (
     IGNORE_INDEX,
     WordTagMerger,
-    consistent_tags,
     decode_spans,
     span_value,
     tag_windows,
@@ -175,58 +174,75 @@ def tag_probs(tags: list[int], sure: float = 0.9, n_tags: int = 5) -> np.ndarray
 @pytest.mark.parametrize(
     "tags, expected",
     [
-        ([0, 1, 2, 0, 3], {"company": [(1, 2)], "total": [(4,)]}),
-        ([1, 2, 1, 2], {"company": [(0, 1), (2, 3)], "total": []}),  # B starts a new span
-        ([0, 2, 2, 0], {"company": [(1, 2)], "total": []}),  # a lone I opens a span
-        ([1, 3, 0], {"company": [(0,)], "total": [(1,)]}),  # another field's B closes it
-        ([0, 0, 0], {"company": [], "total": []}),
+        ([0, 1, 2, 0, 3], {"company": (1, 2), "total": (4,)}),
+        ([1, 2, 1, 2], {"company": (0, 1)}),  # a B starts a new run; the first of equals wins
+        ([0, 2, 2, 0], {"company": (1, 2)}),  # a run the model opens with I is still a run
+        ([1, 3, 0], {"company": (0,), "total": (1,)}),  # another field's tag ends it
+        ([0, 0, 0], {}),  # no word 0.1 likely in a field: nothing answered
     ],
 )
-def test_decode_spans_reads_bio(tags, expected):
+def test_decode_spans_reads_the_best_run_of_each_field(tags, expected):
     spans = decode_spans(tag_probs(tags), FIELDS)
-    assert {name: [s.word_indices for s in found] for name, found in spans.items()} == expected
+    assert {name: span.word_indices for name, span in spans.items()} == expected
 
 
-def test_one_fields_run_is_not_broken_into_by_anothers_inside_tag():
-    # The middle word leans to I-total (0.5) over I-company (0.4): word by word that reads as
-    # company, total, company; I-total cannot follow B-company, so the best path keeps one run.
-    probs = tag_probs([1, 4, 2])
-    probs[1] = [0.1 / 3, 0.1 / 3, 0.4, 0.1 / 3, 0.5]
-    assert list(consistent_tags(probs, FIELDS)) == [1, 2, 2]
-    spans = decode_spans(probs, FIELDS)
-    assert [s.word_indices for s in spans["company"]] == [(0, 1, 2)] and spans["total"] == []
-    # where the rule does not bind, the path is each word's own most likely tag
-    assert list(consistent_tags(tag_probs([0, 2, 0, 3, 4, 1]), FIELDS)) == [0, 2, 0, 3, 4, 1]
+def test_a_doubtful_word_inside_a_sure_run_stays_in():
+    # An address's postcode the model doubts (I 0.3, O 0.6) between words it is sure of: the
+    # argmax reads two runs and keeps one piece; the best run keeps all five words.
+    probs = tag_probs([1, 2, 0, 2, 2], sure=0.96)
+    probs[2] = [0.6, 0.05, 0.3, 0.025, 0.025]
+    assert decode_spans(probs, FIELDS)["company"].word_indices == (0, 1, 2, 3, 4)
+    # A word the model is sure is outside (O 0.96) is crossed only for more than it costs: not
+    # for one unsure word after it (I 0.6).
+    probs = tag_probs([1, 2, 0, 2], sure=0.96)
+    probs[3] = [0.35, 0.025, 0.6, 0.0125, 0.0125]
+    assert decode_spans(probs, FIELDS)["company"].word_indices == (0, 1)
 
 
-def test_a_field_no_path_finds_is_offered_where_it_most_likely_begins():
-    # O wins on every word, but word 2 is the likeliest start of a total (0.3) and word 3 may
-    # continue it (0.4): the total is offered there, as sure as those probabilities say.
-    probs = tag_probs([0, 0, 0, 0, 0], sure=0.8)  # every other tag 0.05
+def test_a_field_o_wins_everywhere_is_offered_where_it_is_likeliest():
+    # O wins on every word, but word 2 is 0.325 likely in a total (B 0.3, I 0.025) and word 3
+    # only 0.2 likely to continue it: the total is offered at word 2 alone, as sure as that.
+    probs = tag_probs([0, 0, 0, 0, 0], sure=0.9)  # every other tag 0.025
     probs[1] = [0.8, 0.05, 0.0, 0.15, 0.0]
-    probs[2] = [0.6, 0.05, 0.025, 0.3, 0.025]
-    probs[3] = [0.5, 0.05, 0.05, 0.0, 0.4]
-    (total,) = decode_spans(probs, FIELDS)["total"]
-    assert total.word_indices == (2, 3)
-    assert math.isclose(total.confidence, 0.3 * 0.4 * (1 - 0.05), rel_tol=1e-5)
-    assert decode_spans(probs, FIELDS)["company"] == []  # 0.05 at best: not offered
-    assert decode_spans(probs, FIELDS, min_start=0.35)["total"] == []
+    probs[2] = [0.675, 0.0, 0.0, 0.3, 0.025]
+    probs[3] = [0.8, 0.0, 0.0, 0.0, 0.2]
+    total = decode_spans(probs, FIELDS)["total"]
+    assert total.word_indices == (2,)
+    assert math.isclose(total.confidence, 0.325 * (1 - 0.2), rel_tol=1e-5)
+    assert "company" not in decode_spans(probs, FIELDS)  # 0.05 at best: not offered
+    assert "total" not in decode_spans(probs, FIELDS, min_start=0.35)
+
+
+def test_a_typed_field_is_read_only_from_a_run_that_holds_its_type():
+    # The model leans to "19.00" and the clock time for the date; the date printed below them
+    # is the only run that holds a date, so it is the answer, however unsure.
+    texts = ["Date", "19.00", "21:13", "12-01-19", "Total", "RM", "33.90"]
+    ocr = OCRResult(
+        400, 300, [Word(text, (10 * i, 10, 10 * i + 9, 20), 1.0, 0) for i, text in enumerate(texts)]
+    )
+    date_fields = ["date", "total"]
+    probs = tag_probs([0, 1, 1, 0, 0, 0, 3], sure=0.7)
+    probs[3] = [0.75, 0.2, 0.0125, 0.025, 0.0125]
+    spans = decode_spans(probs, date_fields, ocr)
+    assert spans["date"].word_indices == (3,)
+    assert spans["total"].word_indices == (6,)
+    assert decode_spans(probs, date_fields)["date"].word_indices == (1,)  # without the OCR
 
 
 def test_span_confidence_is_the_probability_of_exactly_that_span():
     probs = tag_probs([0, 1, 2, 0], sure=0.9)
-    (span,) = decode_spans(probs, FIELDS)["company"]
-    # two words at 0.9 each, and the next word not continuing the span (1 - 0.025)
-    assert math.isclose(span.confidence, 0.9 * 0.9 * (1 - 0.025), rel_tol=1e-5)
-    longer = decode_spans(tag_probs([1, 2, 2, 2, 2]), FIELDS)["company"][0]
+    span = decode_spans(probs, FIELDS)["company"]
+    # the first word in the field (B 0.9 + I 0.025), the second continuing it (I 0.9), and the
+    # next word not continuing it (1 - 0.025)
+    assert math.isclose(span.confidence, 0.925 * 0.9 * (1 - 0.025), rel_tol=1e-5)
+    longer = decode_spans(tag_probs([1, 2, 2, 2, 2]), FIELDS)["company"]
     assert longer.confidence < span.confidence
 
 
 def test_unseen_and_blank_words_neither_open_nor_close_a_span():
     probs = tag_probs([1, 0, 2])
     probs[1] = np.nan  # no window saw it
-    (span,) = decode_spans(probs, FIELDS)["company"]
-    assert span.word_indices == (0, 2)
+    assert decode_spans(probs, FIELDS)["company"].word_indices == (0, 2)
 
 
 @pytest.mark.parametrize(

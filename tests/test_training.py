@@ -122,8 +122,9 @@ def test_ocr_cache_is_filled_and_then_used(corpus, tmp_path):
     # With the renderer's exact words beside it, the engine's reading is still what training
     # sees when asked to train on what the OCR reads (here: the cached reading, same bytes).
     shutil.copy(corpus / f"{name}.ocr.json", folder)
-    assert load_pages(folder, ocr_cache=cache, image_size=(64, 48))[0].pages[0][1].engine == (
-        json.loads((corpus / f"{name}.ocr.json").read_text())["engine"]
+    assert (
+        load_pages(folder, ocr_cache=cache, image_size=(64, 48))[0].pages[0][1].engine
+        == (json.loads((corpus / f"{name}.ocr.json").read_text())["engine"])
     )
     engine_read = load_pages(folder, ocr_cache=cache, image_size=(64, 48), ocr_files=False)
     assert engine_read[0].pages[0][1].words[0].text == "FROM-THE-CACHE"
