@@ -6,7 +6,7 @@
 What is left when OCR is taken out is our own overhead: discovery, Prefect's tasks, reading and
 rendering each document again for the model, extraction, storing, the job summary. The OCR
 cache in the artifact bucket is seeded with each synthetic document's exact ground-truth OCR,
-under the key the flow looks up (`flows.tasks.ocr_cache_key` with the current engine id), so
+under the key the flow looks up (`flows.ocr_cache.ocr_cache_key` with the current engine id), so
 the flow finds every page cached and never runs PaddleOCR (the result checks `pages_ocred`).
 
 The embedded default runs for the benchmark alone (temporary `DOCFLOW_HOME`, free ports; see
@@ -142,7 +142,9 @@ def seed_ocr_cache(settings, documents) -> None:
     """Each document's exact OCR in the cache, as if an earlier run had OCR'd it."""
     import hashlib
 
-    from flows.tasks import object_store, ocr_cache_key, ocr_engine_id
+    from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.ocr_cache import ocr_cache_key
+    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     for document in documents:

@@ -26,9 +26,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from docformer.document import Document, OCRResult, Page
+from docformer.document import Document
 from docformer.extraction import (
-    DocumentExtraction,
     Extractor,
     describe_error,
     parse_fields,
@@ -41,53 +40,21 @@ from docformer.metrics import (
     reliability_table,
     score_fields,
 )
-from docformer.ocr.cache import OCRCache
+from docformer.ocr.cache import FolderOCRCache, OCRCacheStore
+from docformer.reader import OCR_DPI, DocumentReader
 from docformer.training.data import split_examples
 
 logger = logging.getLogger(__name__)
 
 
-# --- OCR, cached ------------------------------------------------------------------------------
+# --- reading -----------------------------------------------------------------------------------
 
 
-def load_example(example: LabelledExample, ocr_cache: OCRCache | None = None) -> Document:
-    """Read a labelled document and give every page its OCR: the folder's own `.ocr.json` when
-    there is one, else the cache, else PaddleOCR (and the cache is filled)."""
-    from docformer.io import read_document
-
-    path = example.document_path
-    document = read_document(path.read_bytes(), str(path))
-    if example.ocr_pages is not None:
-        if len(example.ocr_pages) != len(document.pages):
-            raise ValueError(
-                f"{path}: {len(example.ocr_pages)} OCR pages in {path.stem}.ocr.json for a "
-                f"document of {len(document.pages)} pages"
-            )
-        for page, ocr in zip(document.pages, example.ocr_pages, strict=True):
-            _attach(page, ocr)
-        return document
-    needing_ocr = [p for p in document.pages if p.ocr is None and p.image is not None]
-    if not needing_ocr:
-        return document
-    from docformer.ocr import get_engine
-
-    engine = get_engine()
-    for page in needing_ocr:
-        cached = ocr_cache.get(document.sha256, page.index, engine.engine_id) if ocr_cache else None
-        if cached is None:
-            cached = engine.read_page(page.image)
-            if ocr_cache is not None:
-                ocr_cache.put(document.sha256, page.index, engine.engine_id, cached)
-        _attach(page, cached)
-    return document
-
-
-def _attach(page: Page, ocr: OCRResult) -> None:
-    # The OCR result describes the page as it was turned upright; so must the image.
-    if ocr.rotation and page.image is not None:
-        page.image = page.image.rotate(ocr.rotation, expand=True)
-        page.width, page.height = page.image.size
-    page.ocr = ocr
+def load_example(example: LabelledExample, reader: DocumentReader | None = None) -> Document:
+    """A labelled document with every page's OCR: the folder's own `.ocr.json` when there is
+    one, else the reader's cache, else PaddleOCR (and the cache is filled)."""
+    reader = reader or DocumentReader()
+    return reader.read_path(example.document_path, supplied_ocr=example.ocr_pages, dpi=OCR_DPI)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -136,7 +103,7 @@ def evaluate(
     examples: Iterable[LabelledExample],
     fields: Sequence[str] | None = None,
     *,
-    ocr_cache: str | Path | OCRCache | None = None,
+    ocr_cache: str | Path | OCRCacheStore | None = None,
     batch_documents: int = 16,
 ) -> EvaluationReport:
     """Extract every example and score it against its labels.
@@ -148,7 +115,8 @@ def evaluate(
     unknown = [name for name in fields if name not in extractor.fields]
     if unknown:
         raise ValueError(f"fields {unknown} are not extracted by this model ({extractor.fields})")
-    cache = OCRCache(ocr_cache) if isinstance(ocr_cache, str | Path) else ocr_cache
+    cache = FolderOCRCache(ocr_cache) if isinstance(ocr_cache, str | Path) else ocr_cache
+    reader = DocumentReader(cache)
     started = time.perf_counter()
     extract_seconds = 0.0
     labels: list[dict[str, str]] = []
@@ -163,13 +131,13 @@ def evaluate(
         documents: list[Document | None] = []
         for example in chunk:
             try:
-                documents.append(load_example(example, cache))
+                documents.append(load_example(example, reader))
             except Exception as error:  # noqa: BLE001 - counted as an empty prediction
                 documents.append(None)
                 errors.append({"name": example.name, **_error_dict(error)})
         readable = [d for d in documents if d is not None]
         tick = time.perf_counter()
-        results = _extract_isolating_failures(extractor, readable)
+        results = extractor.extract_each(readable)
         extract_seconds += time.perf_counter() - tick
         by_document = dict(zip(map(id, readable), results, strict=True))
 
@@ -203,25 +171,6 @@ def evaluate(
         errors=errors,
         predictions=predictions,
     )
-
-
-def _extract_isolating_failures(
-    extractor: Extractor, documents: list[Document]
-) -> list[DocumentExtraction | BaseException]:
-    """All at once (fast); when that fails, one by one, so one bad document costs only itself."""
-    if not documents:
-        return []
-    try:
-        return list(extractor.extract(documents))
-    except Exception:  # noqa: BLE001
-        logger.warning("batch extraction failed; retrying document by document", exc_info=True)
-    results: list[DocumentExtraction | BaseException] = []
-    for document in documents:
-        try:
-            results.extend(extractor.extract([document]))
-        except Exception as error:  # noqa: BLE001
-            results.append(error)
-    return results
 
 
 def _error_dict(error: BaseException) -> dict[str, str]:

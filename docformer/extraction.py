@@ -57,6 +57,7 @@ from docformer.models.docformerv2 import (
     EncoderRow,
 )
 from docformer.normalization import is_amount_field, normalize_currency, normalize_field
+from docformer.reader import DocumentReader
 from docformer.schema import (
     DEFAULT_FIELDS,
     FieldAnswer,
@@ -331,6 +332,28 @@ class Extractor:
             for doc, doc_fields, n_windows in zip(documents, fields, windows_per_unit, strict=True)
         ]
 
+    def extract_each(
+        self, documents: Sequence[Document]
+    ) -> list[DocumentExtraction | BaseException]:
+        """`extract`, but a document the model fails on gives its error in its place instead of
+        failing the others: all at once (fast), and when that raises, one by one to find
+        which document it was."""
+        if not documents:
+            return []
+        try:
+            return list(self.extract(documents))
+        except Exception as error:  # noqa: BLE001 - isolated below
+            if len(documents) == 1:
+                return [error]
+            logger.warning("batch extraction failed; retrying document by document", exc_info=True)
+        results: list[DocumentExtraction | BaseException] = []
+        for document in documents:
+            try:
+                results.extend(self.extract([document]))
+            except Exception as error:  # noqa: BLE001 - this document's own failure
+                results.append(error)
+        return results
+
     def extract_pages(
         self, pages: Sequence[tuple[Image.Image | None, OCRResult]]
     ) -> list[dict[str, ExtractedField]]:
@@ -577,15 +600,6 @@ def error_object(source: str, code: str, message: str) -> dict[str, Any]:
     return {"source": source, "error": {"code": code, "message": message}}
 
 
-def read_and_ocr(path: Path) -> Document:
-    """A file -> a Document whose pages all carry OCR (text layer or PaddleOCR)."""
-    from docformer.io import read_document
-    from docformer.ocr import ocr_document
-
-    document = read_document(path.read_bytes(), str(path))
-    return ocr_document(document)
-
-
 def describe_error(error: BaseException) -> tuple[str, str]:
     """(code, message) for an error object."""
     from docformer.io import DocumentError
@@ -634,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
 
     indent = 2 if args.pretty else None
     failed = False
+    reader = DocumentReader()
 
     def emit(obj: dict[str, Any]) -> None:
         print(json.dumps(obj, ensure_ascii=False, indent=indent), flush=True)
@@ -644,21 +659,16 @@ def main(argv: list[str] | None = None) -> int:
         documents, positions = [], []
         for i, path in enumerate(chunk):
             try:
-                documents.append(read_and_ocr(path))
+                documents.append(reader.read_path(path))
                 positions.append(i)
             except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
                 outputs[i] = error_object(str(path), *describe_error(error))
-        try:
-            results = extractor.extract(documents)
-        except Exception:  # noqa: BLE001 - isolate the document that fails, keep the others
-            results = []
-            for document in documents:
-                try:
-                    results.extend(extractor.extract([document]))
-                except Exception as error:  # noqa: BLE001
-                    results.append(error_object(document.source, *describe_error(error)))
-        for i, result in zip(positions, results, strict=True):
-            outputs[i] = result if isinstance(result, dict) else result.to_dict()
+        results = extractor.extract_each(documents)
+        for i, document, result in zip(positions, documents, results, strict=True):
+            if isinstance(result, BaseException):
+                outputs[i] = error_object(document.source, *describe_error(result))
+            else:
+                outputs[i] = result.to_dict()
         for output in outputs:
             failed |= "error" in output
             emit(output)

@@ -329,10 +329,12 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     from db.session import session_scope
     from docformer.io import sniff_media_type
     from docformer.labelled import iter_labelled_folder
-    from flows.tasks import object_store, sessions, supplied_ocr_key
+    from flows.ocr_cache import BucketOCRCache
+    from flows.tasks import object_store, sessions
 
     settings = _settings()
     store = object_store(settings)
+    ocr_cache = BucketOCRCache(store, settings.artifact_bucket)
     folder = Path(args.folder)
     examples = list(iter_labelled_folder(folder))
     prefix = f"{settings.inbox_prefix}{args.prefix or f'labelled/{folder.resolve().name}/'}"
@@ -345,9 +347,7 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
             key = f"{prefix}{example.document_path.name}"
             etag = store.put_bytes(settings.inbox_bucket, key, data)
             for index, ocr in enumerate(example.ocr_pages or []):
-                store.put_json(
-                    settings.artifact_bucket, supplied_ocr_key(sha256, index), ocr.to_dict()
-                )
+                ocr_cache.put_supplied(sha256, index, ocr)
             with session_scope(sessions(settings)) as session:
                 [document] = register_documents(
                     session,
@@ -444,18 +444,16 @@ def _stored_ocr(store, bucket: str, sha256: str, page_count: int | None) -> list
     """The OCR of every page of a document, as digitize and fine-tuning read it: the OCR that
     came with an import, else the engine's cache. None unless every page has one (a partial
     `.ocr.json` would pair pages with the wrong OCR), so the reader OCRs the document itself."""
-    from flows.tasks import ocr_cache_key, ocr_engine_id, read_cached_ocr, supplied_ocr_key
+    from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.ocr_cache import BucketOCRCache
 
-    engine_id = ocr_engine_id()
+    cache, engine_id = BucketOCRCache(store, bucket, supplied_first=True), ocr_engine_id()
     pages = []
     while page_count is None or len(pages) < page_count:
-        index = len(pages)
-        for key in (supplied_ocr_key(sha256, index), ocr_cache_key(engine_id, sha256, index)):
-            if (ocr := read_cached_ocr(store, bucket, key)) is not None:
-                pages.append(ocr)
-                break
-        else:
+        ocr = cache.get(sha256, len(pages), engine_id)
+        if ocr is None:
             break
+        pages.append(ocr)
     if not pages or (page_count is not None and len(pages) != page_count):
         return None
     return pages

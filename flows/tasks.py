@@ -29,7 +29,6 @@ only read the bucket, so they can run wherever the CPUs or the GPU are.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -50,6 +49,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import DocumentSource, Extraction, Job, JobKind, JobStatus
 from db.models import Field as FieldRow
 from db.queries import ClaimedDocument, DocumentObject, ExtractionRecord
+from docformer.document import Document
+from docformer.io import DocumentError, ReadLimits
+from docformer.reader import DocumentReader
+from flows.ocr_cache import BucketOCRCache
 from flows.settings import Settings, get_settings, reveal
 from flows.storage import (
     InvalidName,
@@ -225,38 +228,7 @@ class DocumentChanged(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# the OCR cache
-
-
-def ocr_engine_id() -> str:
-    """The id `docformer.ocr.OCREngine` stamps on its results, without building the engine:
-    building it loads PaddleOCR (seconds), and a run whose pages are all cached must not pay for
-    that just to know the cache key."""
-    from docformer.ocr.engine import engine_id
-
-    return engine_id()
-
-
-def ocr_cache_key(engine_id: str, sha256: str, page: int) -> str:
-    """`ocr/<engine>/<sha256>/<page>.json`; the engine id's slashes and plus signs become `_`
-    so each id is one path segment and no S3 server has to agree on how to escape them."""
-    engine = re.sub(r"[^A-Za-z0-9._-]+", "_", engine_id)
-    return f"ocr/{engine}/{sha256}/{page}.json"
-
-
-def supplied_ocr_key(sha256: str, page: int) -> str:
-    """Where OCR that came with a labelled document (`<name>.ocr.json`) is kept: apart from
-    the engine's results, since no engine of ours produced it."""
-    return f"ocr/supplied/{sha256}/{page}.json"
-
-
-def read_cached_ocr(store: ObjectStore, bucket: str, key: str):
-    from docformer.document import OCRResult
-
-    try:
-        return OCRResult.from_dict(store.get_json(bucket, key))
-    except ObjectMissing:
-        return None
+# pages
 
 
 def page_row(page_index: int, ocr, has_text_layer: bool) -> dict[str, Any]:
@@ -605,10 +577,18 @@ def _documents_of_keys(session: Session, bucket: str, keys: Sequence[str]) -> li
 # OCR
 
 
-def _read_claimed(store: ObjectStore, claim: ClaimedDocument, max_bytes: int):
-    """The claimed document read and rendered into pages, or DocumentFailed / DocumentChanged."""
-    from docformer.io import DocumentError, ReadLimits, read_document
+def document_reader(settings: Settings, store: ObjectStore) -> DocumentReader:
+    """The document reader of one task: the OCR cache in the artifact bucket, the size limit."""
+    return DocumentReader(
+        BucketOCRCache(store, settings.artifact_bucket),
+        limits=ReadLimits(settings.max_document_bytes),
+    )
 
+
+def _read_claimed(
+    store: ObjectStore, reader: DocumentReader, claim: ClaimedDocument, max_bytes: int
+) -> Document:
+    """The claimed document with every page's OCR, or DocumentFailed / DocumentChanged."""
     try:
         data = store.read_bytes(claim.bucket, claim.key, max_bytes)
     except ObjectMissing as error:
@@ -618,7 +598,7 @@ def _read_claimed(store: ObjectStore, claim: ClaimedDocument, max_bytes: int):
     if hashlib.sha256(data).hexdigest() != claim.sha256:
         raise DocumentChanged("the object changed since it was listed; the next run reads it")
     try:
-        return read_document(data, f"s3://{claim.bucket}/{claim.key}", limits=ReadLimits(max_bytes))
+        return reader.read(data, f"s3://{claim.bucket}/{claim.key}")
     except DocumentError as error:
         raise DocumentFailed(f"{error.code}: {error.message}") from error
 
@@ -633,11 +613,11 @@ def ocr_chunk(claims: Sequence[ClaimedDocument]) -> OCRChunk:
     """
     started = time.monotonic()
     settings, store = get_settings(), object_store()
-    engine_id = ocr_engine_id()
+    reader = document_reader(settings, store)
     result = OCRChunk()
     for claim in claims:
         try:
-            pages, ocred = _ocr_document(store, settings, claim, engine_id)
+            pages = _ocr_document(store, reader, settings, claim)
         except DocumentFailed as failure:
             result.failures.append(Failure(claim.key, failure.reason, claim.id))
             continue
@@ -645,50 +625,22 @@ def ocr_chunk(claims: Sequence[ClaimedDocument]) -> OCRChunk:
             result.released.append(Failure(claim.key, str(changed), claim.id))
             continue
         result.documents.append(OCRDocument(claim, pages))
-        result.pages_ocred += ocred
-        result.pages_cached += len(pages) - ocred
+        result.pages_cached += len(pages)
+    result.pages_ocred = reader.pages_ocred
+    result.pages_cached -= reader.pages_ocred  # text layers count as cached: no OCR ran
     result.seconds = time.monotonic() - started
     return result
 
 
 def _ocr_document(
-    store: ObjectStore, settings: Settings, claim: ClaimedDocument, engine_id: str
-) -> tuple[list[dict[str, Any]], int]:
-    """Page rows of one document, and how many of its pages were OCR'd now (not cached)."""
-    bucket = settings.artifact_bucket
+    store: ObjectStore, reader: DocumentReader, settings: Settings, claim: ClaimedDocument
+) -> list[dict[str, Any]]:
+    """Page rows of one document, every page's OCR in the cache once this returns."""
     # Known page count and every page cached (a re-run, a new model): no need to read the file.
-    if claim.page_count:
-        cached = [
-            read_cached_ocr(store, bucket, ocr_cache_key(engine_id, claim.sha256, index))
-            for index in range(claim.page_count)
-        ]
-        if all(ocr is not None for ocr in cached):
-            return [page_row(i, ocr, ocr.engine != engine_id) for i, ocr in enumerate(cached)], 0
-
-    document = _read_claimed(store, claim, settings.max_document_bytes)
-    fresh = []
-    for page in document.pages:
-        key = ocr_cache_key(engine_id, claim.sha256, page.index)
-        if page.has_text_layer:
-            fresh.append(page)  # born-digital: the text layer is its OCR; cache it alike
-        elif (cached := read_cached_ocr(store, bucket, key)) is not None:
-            page.ocr = cached
-        else:
-            fresh.append(page)
-    ocred = sum(not page.has_text_layer for page in fresh)
-    if ocred:
-        from docformer.ocr import ocr_document
-
-        try:
-            ocr_document(document)
-        except Exception as error:  # the engine failing on this document's pages
-            raise DocumentFailed(f"OCR error: {type(error).__name__}: {error}") from error
-    for page in fresh:
-        store.put_json(
-            bucket, ocr_cache_key(engine_id, claim.sha256, page.index), page.ocr.to_dict()
-        )
-    rows = [page_row(page.index, page.ocr, page.has_text_layer) for page in document.pages]
-    return rows, ocred
+    if claim.page_count and (cached := reader.cached_ocr(claim.sha256, claim.page_count)):
+        return [page_row(i, ocr, ocr.engine != reader.engine_id) for i, ocr in enumerate(cached)]
+    document = _read_claimed(store, reader, claim, settings.max_document_bytes)
+    return [page_row(page.index, page.ocr, page.has_text_layer) for page in document.pages]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,10 +677,10 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
     """
     from prefect.concurrency.sync import concurrency
 
-    from docformer.extraction import load_extractor
+    from docformer.extraction import describe_error, load_extractor
 
     settings, store = get_settings(), object_store()
-    engine_id = ocr_engine_id()
+    reader = document_reader(settings, store)
     result = ExtractedChunk(
         failures=list(ocr.failures),
         released=list(ocr.released),
@@ -740,7 +692,9 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
     ready = []
     for item in ocr.documents:
         try:
-            ready.append((item, _document_with_ocr(store, settings, item, engine_id)))
+            # Rendered again from the bytes; every page's OCR comes from the cache OCR filled.
+            document = _read_claimed(store, reader, item.claim, settings.max_document_bytes)
+            ready.append((item, document))
         except DocumentFailed as failure:
             result.failures.append(Failure(item.claim.key, failure.reason, item.claim.id))
         except DocumentChanged as changed:
@@ -751,10 +705,11 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
     extractor = load_extractor(model.local_dir, device=settings.device)
     for batch in _batched(ready, settings.extract_batch_size):
         with concurrency(EXTRACT_LIMIT, occupy=1, strict=True):
-            outcomes = _extract_batch(extractor, [document for _, document in batch])
+            outcomes = extractor.extract_each([document for _, document in batch])
         for (item, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Failure):
-                result.failures.append(Failure(item.claim.key, outcome.reason, item.claim.id))
+            if isinstance(outcome, BaseException):
+                reason = f"extraction error: {describe_error(outcome)[1]}"
+                result.failures.append(Failure(item.claim.key, reason, item.claim.id))
                 continue
             result.records.append(
                 ExtractionRecord(
@@ -769,39 +724,6 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
             result.pages += len(item.pages)
     result.extract_seconds = time.monotonic() - started
     return result
-
-
-def _document_with_ocr(store: ObjectStore, settings: Settings, item: OCRDocument, engine_id: str):
-    """The document rendered again, each page turned the way its cached OCR saw it."""
-    from docformer.training.data import turn_image
-
-    document = _read_claimed(store, item.claim, settings.max_document_bytes)
-    for page in document.pages:
-        key = ocr_cache_key(engine_id, item.claim.sha256, page.index)
-        ocr = read_cached_ocr(store, settings.artifact_bucket, key)
-        if ocr is None:
-            raise DocumentFailed(f"page {page.index}: OCR result missing from the cache ({key})")
-        page.image = turn_image(page.image, ocr.rotation)
-        page.width, page.height = ocr.width, ocr.height
-        page.ocr = ocr
-    return document
-
-
-def _extract_batch(extractor, documents: list) -> list:
-    """One extraction per document, or a Failure for the documents the model fails on: a
-    batch that raises is retried one document at a time to find which one it was."""
-    try:
-        return list(extractor.extract(documents))
-    except Exception as error:
-        if len(documents) == 1:
-            return [Failure(documents[0].source, f"extraction error: {error}")]
-    outcomes = []
-    for document in documents:
-        try:
-            outcomes.append(extractor.extract([document])[0])
-        except Exception as error:
-            outcomes.append(Failure(document.source, f"extraction error: {error}"))
-    return outcomes
 
 
 def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -19,17 +19,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
+from flows.ocr_cache import BucketOCRCache
 from flows.settings import get_settings
-from flows.tasks import (
-    TASK_OPTIONS,
-    ModelRef,
-    object_store,
-    ocr_cache_key,
-    ocr_engine_id,
-    read_cached_ocr,
-    sessions,
-    supplied_ocr_key,
-)
+from flows.tasks import TASK_OPTIONS, ModelRef, object_store, sessions
 
 
 @dataclass
@@ -45,35 +37,15 @@ class PageSource:
 
 def document_pages(source: PageSource, image_size: tuple[int, int] | None):
     """[(image, OCRResult)] of one document, OCR'd now only for pages no cache holds."""
-    from docformer.io import ReadLimits, read_document
-    from docformer.training.data import shrink_image, turn_image
+    from docformer.io import ReadLimits
+    from docformer.reader import DocumentReader
+    from docformer.training.data import shrink_image
 
     settings, store = get_settings(), object_store()
-    engine_id = ocr_engine_id()
+    cache = BucketOCRCache(store, settings.artifact_bucket, supplied_first=True)
+    reader = DocumentReader(cache, limits=ReadLimits(settings.max_document_bytes))
     data = store.read_bytes(source.bucket, source.key, settings.max_document_bytes)
-    document = read_document(data, source.key, limits=ReadLimits(settings.max_document_bytes))
-    missing = []
-    for page in document.pages:
-        if page.has_text_layer:
-            continue
-        for key in (
-            supplied_ocr_key(source.sha256, page.index),
-            ocr_cache_key(engine_id, source.sha256, page.index),
-        ):
-            if (ocr := read_cached_ocr(store, settings.artifact_bucket, key)) is not None:
-                page.image = turn_image(page.image, ocr.rotation)
-                page.ocr = ocr
-                break
-        else:
-            missing.append(page.index)
-    if missing:
-        from docformer.ocr import ocr_document
-
-        ocr_document(document)
-        for index in missing:
-            page = document.pages[index]
-            key = ocr_cache_key(engine_id, source.sha256, index)
-            store.put_json(settings.artifact_bucket, key, page.ocr.to_dict())
+    document = reader.read(data, source.key)
     return [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
 
 

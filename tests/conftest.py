@@ -75,7 +75,8 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
 def empty_database_url(pg_server: str) -> Iterator[str]:
     """A new, empty database for one test; dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    # pre-ping: a connection pooled at set-up may be gone by tear-down on a loaded machine
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = pg_server.rsplit("/", 1)[0] + f"/{name}"

@@ -97,7 +97,9 @@ def numbered_page(number: int, size: tuple[int, int] = (160, 120)) -> tuple[byte
 def put_with_ocr(settings: Settings, key: str, data: bytes, pages: list[OCRResult]) -> None:
     """The object in the inbox, and its pages' OCR in the cache, as if OCR'd by an earlier run
     (the cache is keyed by content, so this is exactly what a re-run would find)."""
-    from flows.tasks import object_store, ocr_cache_key, ocr_engine_id
+    from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.ocr_cache import ocr_cache_key
+    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     sha256 = hashlib.sha256(data).hexdigest()

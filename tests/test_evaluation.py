@@ -15,7 +15,8 @@ from docformer.cli import main as docformer_main
 from docformer.evaluation import evaluate, load_example
 from docformer.extraction import Extractor
 from docformer.labelled import iter_labelled_folder
-from docformer.ocr.cache import OCRCache
+from docformer.ocr.cache import FolderOCRCache
+from docformer.reader import DocumentReader
 from docformer.synth import generate
 from docformer.training.data import split_examples
 
@@ -139,14 +140,15 @@ def test_documents_without_ocr_are_ocred_once_and_cached(extractor, labelled_fol
     (example,) = iter_labelled_folder(folder)
     assert example.ocr_pages is None
 
-    cache = OCRCache(tmp_path / "cache")
-    document = load_example(example, cache)
+    cache = FolderOCRCache(tmp_path / "cache")
+    reader = DocumentReader(cache)
+    document = load_example(example, reader)
     ocr = document.pages[0].ocr
     assert ocr is not None and ocr.words and ocr.engine.startswith("paddleocr")
     cached = list((tmp_path / "cache").rglob("*.json"))
     assert len(cached) == 1 and document.sha256 in cached[0].name
     assert cache.get(document.sha256, 0, ocr.engine).to_dict() == ocr.to_dict()
-    again = load_example(example, cache)
+    again = load_example(example, DocumentReader(cache))
     assert again.pages[0].ocr.to_dict() == ocr.to_dict()
 
     report = evaluate(extractor, [example], ocr_cache=cache)

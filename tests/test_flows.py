@@ -89,7 +89,9 @@ def prepare_services(settings: Settings) -> None:
 
 def seed_ocr_cache(settings: Settings, documents: list[SynthDocument]) -> None:
     """The receipts' exact OCR in the cache, as if an earlier run had OCR'd them."""
-    from flows.tasks import object_store, ocr_cache_key, ocr_engine_id
+    from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.ocr_cache import ocr_cache_key
+    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     for document in documents:
@@ -230,8 +232,10 @@ def test_digitize_ocrs_once_and_caches_by_engine(prefect_api, docflow_env, tiny_
     """Real PaddleOCR on one small receipt named by `keys` (a triggered run): the result goes
     into the cache under the engine's id, and a second model's run reads it from there."""
     from docformer.ocr import get_engine
+    from docformer.ocr.engine import engine_id as ocr_engine_id
     from flows.digitize import digitize
-    from flows.tasks import object_store, ocr_cache_key, ocr_engine_id
+    from flows.ocr_cache import ocr_cache_key
+    from flows.tasks import object_store
 
     settings = docflow_env
     prepare_services(settings)

@@ -18,7 +18,7 @@ from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
     DocFormerV2Processor,
 )
-from docformer.ocr.cache import OCRCache
+from docformer.ocr.cache import FolderOCRCache
 from docformer.synth import generate
 from docformer.tokenization import iter_corpus_texts, train_tokenizer
 from docformer.training import finetune as finetune_module
@@ -117,7 +117,7 @@ def test_ocr_cache_is_filled_and_then_used(corpus, tmp_path):
     cached_files[0].write_text(marked.to_json())
     second = load_pages(folder, ocr_cache=cache, image_size=(64, 48))
     assert second[0].pages[0][1].words[0].text == "FROM-THE-CACHE"
-    assert OCRCache(cache).get("0" * 64, 0, ocr.engine) is None
+    assert FolderOCRCache(cache).get("0" * 64, 0, ocr.engine) is None
 
     # With the renderer's exact words beside it, the engine's reading is still what training
     # sees when asked to train on what the OCR reads (here: the cached reading, same bytes).

@@ -1,6 +1,9 @@
-"""OCR results cached on disk, so a document is read by PaddleOCR once per engine version.
+"""The OCR cache: a document's page is read by PaddleOCR once per engine version.
 
-Layout: `<folder>/<sha256[:2]>/<sha256>.p<page>.<engine hash>.json`, where the engine hash is a
+`OCRCacheStore` is what `docformer.reader.DocumentReader` needs of a cache; `FolderOCRCache`
+keeps results in a folder, `flows.ocr_cache.BucketOCRCache` in the artifact bucket.
+
+A folder's layout: `<folder>/<sha256[:2]>/<sha256>.p<page>.<engine hash>.json`, where the engine hash is a
 short digest of the engine id (ids hold slashes and versions). Files are written to a temporary
 name and renamed, so a run killed mid-write never leaves half a result behind. The flows keep the
 same key (sha256, page, engine id) in the artifact bucket instead of a folder.
@@ -13,13 +16,22 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from docformer.document import OCRResult
 
 logger = logging.getLogger(__name__)
 
 
-class OCRCache:
+class OCRCacheStore(Protocol):
+    """OCR results by (sha256 of the document's bytes, page index, OCR engine id)."""
+
+    def get(self, sha256: str, page: int, engine_id: str) -> OCRResult | None: ...
+
+    def put(self, sha256: str, page: int, engine_id: str, ocr: OCRResult) -> object: ...
+
+
+class FolderOCRCache:
     """OCR results on disk, one JSON file per (document sha256, page, engine id)."""
 
     def __init__(self, folder: str | Path):
@@ -50,4 +62,4 @@ class OCRCache:
         return path
 
 
-__all__ = ["OCRCache"]
+__all__ = ["FolderOCRCache", "OCRCacheStore"]

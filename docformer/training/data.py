@@ -5,14 +5,12 @@ it (`ocr.rotation`) and shrunk to the model's image size as soon as it is read, 
 processor resizes to that size anyway and a full-resolution scan costs tens of megabytes. Boxes
 stay in the OCR's page pixels (`ocr.width` x `ocr.height`); the processor normalises them.
 
-Where the OCR comes from, in order:
-1. `<name>.ocr.json` beside the document (exact OCR of synthetic documents, or OCR made earlier),
-   unless `load_pages(..., ocr_files=False)`: then the engine reads every page, which is how a
-   model is trained on what the OCR reads of synthetic pages rather than on the renderer's
-   exact words (the labels are values, aligned to whatever words the OCR read);
-2. a born-digital PDF page's text layer (`read_document` fills it in);
-3. the OCR cache folder, keyed by (sha256 of the bytes, page index, OCR engine id);
-4. PaddleOCR (`docformer.ocr.ocr_document`), whose result then goes into the cache.
+Documents are read by `docformer.reader.DocumentReader`, the one path every stage reads by:
+the OCR is `<name>.ocr.json` beside the document (exact OCR of synthetic documents, or OCR made
+earlier), else a PDF's text layer, else the OCR cache folder, else PaddleOCR (then cached).
+`load_pages(..., ocr_files=False)` ignores the `.ocr.json` files and has the engine read every
+page, which is how a model is trained on what the OCR reads of synthetic pages rather than on
+the renderer's exact words (the labels are values, aligned to whatever words the OCR read).
 
 Two shapes of data:
 - `load_pages` -> a list of `TrainingExample` (name, pages, fields) held in memory: fine-tuning
@@ -41,14 +39,10 @@ from PIL import Image
 
 from docformer.document import Document, OCRResult
 from docformer.io import read_document
-from docformer.labelled import (
-    OCR_SUFFIX,
-    LabelledExample,
-    LabelledFolderError,
-    iter_labelled_folder,
-)
+from docformer.labelled import OCR_SUFFIX, LabelledExample, iter_labelled_folder
 from docformer.labelled import read_ocr as read_ocr_file
-from docformer.ocr.cache import OCRCache
+from docformer.ocr.cache import FolderOCRCache
+from docformer.reader import IMAGE_DPI, DocumentReader, attach_ocr
 
 if TYPE_CHECKING:
     from docformer.ocr import OCREngine
@@ -57,10 +51,6 @@ TrainingPage = tuple[Image.Image | None, OCRResult]
 
 # (height, width). The largest preset's image size: a model with a smaller one shrinks it again.
 DEFAULT_IMAGE_SIZE: tuple[int, int] = (512, 384)
-# PDF rendering resolution. OCR needs detail (read_document's default); the model's image is at
-# most 512 pixels high, so a page whose OCR is already known is rendered much cheaper.
-OCR_DPI = 200
-IMAGE_DPI = 100
 # Pre-training needs at least two words on a page (one to hide, one to keep).
 MIN_PRETRAINING_WORDS = 2
 
@@ -101,87 +91,15 @@ def shrink_image(image: Image.Image | None, image_size: Sequence[int] | None) ->
     return image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
 
 
-def turn_image(image: Image.Image | None, rotation: int) -> Image.Image | None:
-    """The page image as the OCR saw it: OCR turned it `rotation` degrees counter-clockwise."""
-    if image is None or not rotation % 360:
-        return image
-    return image.rotate(rotation, expand=True)
-
-
-# --- the OCR cache ---------------------------------------------------------------------------
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        file.write(text)
-    os.replace(temporary, path)
-
-
-class _LazyEngine:
-    """Builds the PaddleOCR engine on first use: most training sets carry their OCR and never
-    need it, and building it imports PaddleOCR and loads its models."""
-
-    def __init__(self, engine: OCREngine | None = None):
-        self._engine = engine
-
-    def get(self) -> OCREngine:
-        if self._engine is None:
-            from docformer.ocr import get_engine
-
-            self._engine = get_engine()
-        return self._engine
-
-
-# --- one document -> pages ---------------------------------------------------------------------
+# --- labelled documents -> pages -------------------------------------------------------------
 
 
 def _read_pages(
-    example: LabelledExample,
-    image_size: Sequence[int] | None,
-    ocr_cache: OCRCache | None,
-    engine: _LazyEngine,
-) -> tuple[list[TrainingPage], list[Path | None]]:
-    """The pages of one labelled document, and for each page the cache file its OCR is in (None
-    when it came from `.ocr.json` or a text layer, or nothing was cached)."""
-    data = example.document_path.read_bytes()
-    source = str(example.document_path)
-    if example.ocr_pages is not None:
-        document = read_document(data, source, dpi=IMAGE_DPI)
-        if len(example.ocr_pages) != len(document.pages):
-            raise LabelledFolderError(
-                f"{source}: {len(document.pages)} pages but {len(example.ocr_pages)} OCR results "
-                f"in {example.name}{OCR_SUFFIX}"
-            )
-        pages = [
-            (shrink_image(turn_image(page.image, ocr.rotation), image_size), ocr)
-            for page, ocr in zip(document.pages, example.ocr_pages, strict=True)
-        ]
-        return pages, [None] * len(pages)
-
-    document = read_document(data, source, dpi=OCR_DPI)
-    cache_paths: list[Path | None] = [None] * len(document.pages)
-    needs_ocr = [p for p in document.pages if not p.has_text_layer and p.ocr is None]
-    if needs_ocr and ocr_cache is not None:
-        engine_id = engine.get().engine_id
-        for page in needs_ocr:
-            cached = ocr_cache.get(document.sha256, page.index, engine_id)
-            if cached is not None:
-                page.image = turn_image(page.image, cached.rotation)
-                page.ocr = cached
-                cache_paths[page.index] = ocr_cache.path(document.sha256, page.index, engine_id)
-    if any(p.ocr is None for p in needs_ocr):
-        from docformer.ocr import ocr_document
-
-        fresh = [p.index for p in needs_ocr if p.ocr is None]
-        ocr_document(document, engine.get())  # turns page images the OCR found rotated
-        if ocr_cache is not None:
-            engine_id = engine.get().engine_id
-            for index in fresh:
-                page = document.pages[index]
-                cache_paths[index] = ocr_cache.put(document.sha256, index, engine_id, page.ocr)
-    pages = [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
-    return pages, cache_paths
+    example: LabelledExample, image_size: Sequence[int] | None, reader: DocumentReader
+) -> list[TrainingPage]:
+    """The pages of one labelled document, images shrunk to `image_size`."""
+    document = reader.read_path(example.document_path, supplied_ocr=example.ocr_pages)
+    return [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
 
 
 def _iter_folders(
@@ -212,13 +130,13 @@ def load_pages(
     `image_size` (height, width; None keeps them as read). `ocr_files=False` ignores
     `.ocr.json` files and OCRs every page (through the cache when one is given)."""
     folders = [folders] if isinstance(folders, str | Path) else list(folders)
-    cache = OCRCache(ocr_cache) if ocr_cache is not None else None
-    lazy_engine = _LazyEngine(engine)
+    cache = FolderOCRCache(ocr_cache) if ocr_cache is not None else None
+    reader = DocumentReader(cache, engine=engine)
     examples = []
     for count, labelled in enumerate(_iter_folders(folders, require_fields, limit), start=1):
         if not ocr_files:
             labelled.ocr_pages = None
-        pages, _ = _read_pages(labelled, image_size, cache, lazy_engine)
+        pages = _read_pages(labelled, image_size, reader)
         examples.append(TrainingExample(labelled.name, pages, labelled.fields))
         if progress is not None and count % 100 == 0:
             progress(f"read {count} documents")
@@ -267,8 +185,9 @@ class CorpusPages(Sequence[TrainingPage]):
         document = read_document(
             ref.document_path.read_bytes(), str(ref.document_path), dpi=IMAGE_DPI
         )
-        image = document.pages[ref.page_index].image
-        return shrink_image(turn_image(image, ocr.rotation), self.image_size), ocr
+        page = document.pages[ref.page_index]
+        attach_ocr(page, ocr)
+        return shrink_image(page.image, self.image_size), ocr
 
 
 def load_corpus(
@@ -285,8 +204,8 @@ def load_corpus(
     with fewer than `min_words` OCR words are left out. Documents without `.ocr.json` are OCR'd
     now (through the cache when one is given)."""
     folders = [folders] if isinstance(folders, str | Path) else list(folders)
-    cache = OCRCache(ocr_cache) if ocr_cache is not None else None
-    lazy_engine = _LazyEngine(engine)
+    cache = FolderOCRCache(ocr_cache) if ocr_cache is not None else None
+    reader = DocumentReader(cache, engine=engine)
     refs = []
     for count, labelled in enumerate(_iter_folders(folders, False, limit), start=1):
         if labelled.ocr_pages is not None:
@@ -295,11 +214,15 @@ def load_corpus(
                 if len(ocr.words) >= min_words:
                     refs.append(PageRef(labelled.document_path, index, ocr_path, index))
         else:
-            pages, cache_paths = _read_pages(labelled, None, cache, lazy_engine)
-            for index, ((_, ocr), cache_path) in enumerate(zip(pages, cache_paths, strict=True)):
-                if len(ocr.words) >= min_words:
-                    keep = None if cache_path is not None else ocr
-                    refs.append(PageRef(labelled.document_path, index, cache_path, 0, keep))
+            document = reader.read_path(labelled.document_path)
+            for page in document.pages:
+                if len(page.ocr.words) < min_words:
+                    continue
+                if cache is not None:  # the reader cached every page's OCR: read it back later
+                    path = cache.path(document.sha256, page.index, reader.engine_id)
+                    refs.append(PageRef(labelled.document_path, page.index, path))
+                else:
+                    refs.append(PageRef(labelled.document_path, page.index, ocr=page.ocr))
         if progress is not None and count % 1000 == 0:
             progress(f"indexed {count} documents, {len(refs)} pages")
     return CorpusPages(refs, image_size)
@@ -356,6 +279,13 @@ def describe_sizes(pages: Sequence[TrainingPage]) -> dict[str, int]:
     return sizes
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
 def dump_json(path: str | Path, payload: object) -> None:
     """Writes JSON atomically (temporary file, then rename)."""
     path = Path(path)
@@ -376,5 +306,4 @@ __all__ = [
     "load_pages",
     "shrink_image",
     "split_examples",
-    "turn_image",
 ]
