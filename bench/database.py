@@ -155,7 +155,7 @@ class Filler:
         from db.models import JobKind
         from db.queries import open_job, register_model_version
         from db.session import session_scope
-        from flows.tasks import sessions
+        from flows.clients import sessions
 
         self.sessions = sessions()
         self.factory = FieldFactory()
@@ -283,7 +283,7 @@ def run(result: BenchResult, args, database_url: str) -> None:
     from db.migrate import upgrade
     from flows.settings import get_settings
 
-    os.environ["DOCFLOW_DATABASE_URL"] = database_url  # what flows.tasks.sessions() connects to
+    os.environ["DOCFLOW_DATABASE_URL"] = database_url  # what flows.clients.sessions() connects to
     get_settings.cache_clear()
     upgrade(database_url)
     filler = Filler(database_url)

@@ -143,8 +143,8 @@ def seed_ocr_cache(settings, documents) -> None:
     import hashlib
 
     from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.clients import object_store
     from flows.ocr_cache import ocr_cache_key
-    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     for document in documents:

@@ -722,11 +722,6 @@ def _can_copy(session: Session) -> bool:
     return session.connection().dialect.driver == "psycopg2"
 
 
-def store_pages(session: Session, document_id: int, pages: Sequence[Mapping[str, Any]]) -> None:
-    """Upsert a document's pages by (document, page_index) and set its page_count."""
-    store_pages_of_documents(session, {document_id: pages})
-
-
 PAGE_COLUMNS = (
     "document_id",
     "page_index",

@@ -96,7 +96,7 @@ def _progress():
 def cmd_upload(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from flows.tasks import object_store
+    from flows.clients import object_store
 
     settings = _settings()
     store = object_store(settings)
@@ -329,8 +329,8 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     from db.session import session_scope
     from docformer.io import sniff_media_type
     from docformer.labelled import iter_labelled_folder
+    from flows.clients import object_store, sessions
     from flows.ocr_cache import BucketOCRCache
-    from flows.tasks import object_store, sessions
 
     settings = _settings()
     store = object_store(settings)
@@ -395,8 +395,8 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
 
     from db.queries import labelled_documents
     from docformer.labelled import LabelledFolderError, write_labelled_example
+    from flows.clients import object_store
     from flows.storage import ObjectMissing, ObjectTooLarge
-    from flows.tasks import object_store
 
     settings = _settings()
     store = object_store(settings)
@@ -470,14 +470,14 @@ class CommandError(Exception):
 
 
 def _session():
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     return sessions(_settings())()
 
 
 def _write_session():
     from db.session import session_scope
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     return session_scope(sessions(_settings()))
 
@@ -906,7 +906,8 @@ def _unloadable(version) -> str | None:
     it from there (this machine may hold a copy of objects deleted since)."""
     from docformer.checkpoints import REQUIRED_FILES
     from docformer.extraction import Extractor
-    from flows.tasks import local_model_dir, object_store
+    from flows.clients import object_store
+    from flows.registry import local_model_dir
 
     if version.uri.startswith("s3://"):
         bucket, _, prefix = version.uri.removeprefix("s3://").partition("/")

@@ -53,7 +53,7 @@ def upload_documents(
     advance: Callable[[], None] = lambda: None,
 ) -> list[str]:
     """Put synthetic documents into the inbox bucket as `<prefix><name><suffix>`; their keys."""
-    from flows.tasks import object_store
+    from flows.clients import object_store
 
     store = object_store(settings)
     keys = []

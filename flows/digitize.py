@@ -28,17 +28,16 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import Progress, digitize_markdown, publish_markdown
+from flows.jobs import finish_job, open_job
+from flows.registry import resolve_model
 from flows.settings import get_settings
 from flows.tasks import (
     StoredChunk,
     check_extract_limit,
     discover_and_claim,
     extract_chunk,
-    finish_job,
     ocr_chunk,
-    open_job,
     release_chunk,
-    resolve_model,
     store_chunk,
 )
 
@@ -196,7 +195,7 @@ def _close_failed(job_id: int, error: BaseException) -> None:
     from db.models import JobStatus
     from db.queries import close_job
     from db.session import session_scope
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     try:
         with session_scope(sessions()) as session:

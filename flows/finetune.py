@@ -28,8 +28,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows.artifacts import Progress, markdown_table, publish_markdown
+from flows.clients import sessions
+from flows.jobs import finish_job, open_job
+from flows.registry import ModelRef, resolve_model
+from flows.retries import TASK_OPTIONS
 from flows.settings import get_settings
-from flows.tasks import TASK_OPTIONS, ModelRef, finish_job, open_job, resolve_model, sessions
 from flows.tasks_training import load_labelled_examples, store_model_version, training_folder
 
 

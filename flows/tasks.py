@@ -3,6 +3,11 @@
     open_job -> resolve_model -> discover_and_claim -> ocr_chunk -> extract_chunk -> store_chunk
     -> finish_job
 
+The job tasks are in `flows.jobs`, the model registry in `flows.registry`, the clients (object
+store, database pool) in `flows.clients` and the retry policy every task shares in
+`flows.retries`; a document is read by `docformer.reader.DocumentReader` with the OCR cache of
+`flows.ocr_cache`.
+
 Each task is a small function of plain values (dataclasses of ids, keys and field dicts), so a
 Dask or Ray task runner could ship it to another machine. Big things never travel between
 tasks: page images are rendered again from the document's bytes where they are needed, and the
@@ -30,110 +35,32 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
-from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from db.models import DocumentSource, Extraction, Job, JobKind, JobStatus
-from db.models import Field as FieldRow
+from db.models import DocumentSource, JobKind
 from db.queries import ClaimedDocument, DocumentObject, ExtractionRecord
 from docformer.document import Document
 from docformer.io import DocumentError, ReadLimits
 from docformer.reader import DocumentReader
+from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
-from flows.settings import Settings, get_settings, reveal
-from flows.storage import (
-    InvalidName,
-    ObjectMissing,
-    ObjectStore,
-    ObjectTooLarge,
-    StorageUnavailable,
-)
+from flows.registry import ModelRef
+from flows.retries import TASK_OPTIONS
+from flows.settings import Settings, get_settings
+from flows.storage import InvalidName, ObjectMissing, ObjectStore, ObjectTooLarge
 
 # The global concurrency limit that extraction runs under (created by `docflow deploy`).
 EXTRACT_LIMIT = "docflow-extract"
 # Objects read at once while hashing new objects during discovery (network-bound).
 DISCOVERY_READERS = 8
-
-
-# ---------------------------------------------------------------------------------------------
-# process-wide resources: one object store and one database pool per process, not per task
-
-
-@lru_cache(maxsize=4)
-def _object_store(endpoint: str, access_key: str, secret_key: str, secure: bool, region: str):
-    return ObjectStore(endpoint, access_key, secret_key, secure=secure, region=region)
-
-
-def object_store(settings: Settings | None = None) -> ObjectStore:
-    settings = settings or get_settings()
-    return _object_store(
-        settings.s3_endpoint,
-        settings.s3_access_key,
-        reveal(settings.s3_secret_key),
-        settings.s3_secure,
-        settings.s3_region,
-    )
-
-
-@lru_cache(maxsize=4)
-def _session_factory(database_url: str) -> sessionmaker[Session]:
-    from db.session import make_engine, make_session_factory
-
-    return make_session_factory(make_engine(database_url))
-
-
-def sessions(settings: Settings | None = None) -> sessionmaker[Session]:
-    """Sessions on this process's pool for the configured database."""
-    settings = settings or get_settings()
-    return _session_factory(reveal(settings.database_url))
-
-
-# ---------------------------------------------------------------------------------------------
-# retries: transient errors only
-
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StorageUnavailable, OperationalError)
-
-
-def is_transient(error: BaseException) -> bool:
-    if isinstance(error, TRANSIENT_ERRORS):
-        return True
-    # psycopg2 reports a dropped connection as an InterfaceError wrapped in DBAPIError.
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
-
-
-def retry_on_transient(task, task_run, state) -> bool:
-    """Prefect's retry_condition_fn: retry a failed task only when its error is transient."""
-    try:
-        state.result()
-    except Exception as error:
-        return is_transient(error)
-    return False
-
-
-# Every task: retried on transient errors only, results kept in memory (they are small and
-# their inputs hold database ids that must not be served from a cache).
-TASK_OPTIONS: dict[str, Any] = dict(
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,16 +74,6 @@ class Failure:
     key: str
     reason: str
     document_id: int | None = None
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered model version and the local folder its weights are loaded from."""
-
-    id: int
-    name: str
-    uri: str
-    local_dir: str
 
 
 @dataclass
@@ -240,191 +157,6 @@ def page_row(page_index: int, ocr, has_text_layer: bool) -> dict[str, Any]:
         "ocr_engine": ocr.engine,
         "word_count": len(ocr.words),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# jobs
-
-
-@task(name="open-job", **TASK_OPTIONS)
-def open_job(kind: str, parameters: dict[str, Any]) -> int:
-    """A `jobs` row in status 'running', linked to the Prefect flow run."""
-    from prefect.runtime import flow_run
-
-    from db.queries import open_job as open_job_row
-    from db.session import session_scope
-
-    with session_scope(sessions()) as session:
-        return open_job_row(session, JobKind(kind), _flow_run_id(flow_run.id), parameters)
-
-
-def _flow_run_id(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class JobSummary:
-    job_id: int
-    status: str
-    documents: int
-    extracted: int
-    failed: int
-    pages: int
-    seconds: float
-    fields: list[dict[str, Any]]  # name, count, mean_confidence
-
-    @property
-    def pages_per_minute(self) -> float:
-        return 60.0 * self.pages / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "documents": self.documents,
-            "extracted": self.extracted,
-            "failed": self.failed,
-            "pages": self.pages,
-            "seconds": round(self.seconds, 2),
-            "pages_per_minute": round(self.pages_per_minute, 1),
-            "fields": self.fields,
-        }
-
-
-@task(name="finish-job", **TASK_OPTIONS)
-def finish_job(
-    job_id: int, status: str, error: str | None = None, extra_failed: int = 0
-) -> JobSummary:
-    """Close the job (its remaining claims go back to 'queued') and read its summary back:
-    counts, wall time, and the fields it stored by name with their mean confidence."""
-    from db.queries import add_job_counts, close_job
-    from db.session import session_scope
-
-    with session_scope(sessions()) as session:
-        if extra_failed:
-            add_job_counts(
-                session, job_id, documents_seen=extra_failed, documents_failed=extra_failed
-            )
-        close_job(session, job_id, JobStatus(status), error=error)
-    with sessions()() as session:
-        job = session.get(Job, job_id)
-        rows = session.execute(
-            select(FieldRow.name, func.count(), func.avg(FieldRow.confidence))
-            .join(Extraction, Extraction.id == FieldRow.extraction_id)
-            .where(Extraction.job_id == job_id)
-            .group_by(FieldRow.name)
-            .order_by(FieldRow.name)
-        )
-        fields = [
-            {
-                "name": name,
-                "count": count,
-                "mean_confidence": None if mean is None else round(float(mean), 4),
-            }
-            for name, count, mean in rows
-        ]
-        seconds = (job.finished_at - job.started_at).total_seconds()
-        return JobSummary(
-            job_id,
-            job.status.value,
-            job.documents_seen,
-            job.documents_extracted,
-            job.documents_failed,
-            job.pages,
-            seconds,
-            fields,
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# the model
-
-
-@task(name="resolve-model", **TASK_OPTIONS)
-def resolve_model(model_version: str | None = None) -> ModelRef:
-    """The model version to extract with, registered in `model_versions` and available locally.
-
-    `model_version` is a registered version's name, or a folder holding a saved model (it is
-    registered on first use, as a candidate). None means the active version; when there is
-    none yet, the checkpoint shipped with the package is registered and made active.
-    """
-    from db.models import ModelStatus
-    from db.queries import (
-        active_model_version,
-        lock_model_versions,
-        model_version_by_name,
-        register_model_version,
-    )
-    from db.session import session_scope
-
-    with session_scope(sessions()) as session:
-        lock_model_versions(session)  # runs started together may both register on first use
-        if model_version is None:
-            version_row = active_model_version(session)
-            if version_row is None:
-                from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir
-
-                shipped = check_model_dir()  # says what is missing when it is not installed
-                version_id = register_model_version(
-                    session,
-                    DEFAULT_MODEL_NAME,
-                    str(shipped),
-                    preset="tiny",
-                    metrics=_read_metrics(shipped),
-                    status=ModelStatus.ACTIVE,
-                )
-                get_run_logger().info("registered the shipped checkpoint %s as active", shipped)
-                return ModelRef(version_id, DEFAULT_MODEL_NAME, str(shipped), str(shipped))
-        elif Path(model_version).is_dir():
-            folder = Path(model_version).resolve()
-            version_row = _version_by_uri(session, str(folder))
-            if version_row is None:
-                name = folder.name
-                if model_version_by_name(session, name) is not None:
-                    name = f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
-                version_id = register_model_version(
-                    session, name, str(folder), metrics=_read_metrics(folder)
-                )
-                return ModelRef(version_id, name, str(folder), str(folder))
-        else:
-            version_row = model_version_by_name(session, model_version)
-            if version_row is None:
-                raise LookupError(f"no model version named {model_version!r}")
-        ref = (version_row.id, version_row.name, version_row.uri)
-    return ModelRef(*ref, str(local_model_dir(ref[1], ref[2])))
-
-
-def _version_by_uri(session: Session, uri: str):
-    from db.models import ModelVersion
-
-    return session.scalars(
-        select(ModelVersion).where(ModelVersion.uri == uri).order_by(ModelVersion.id).limit(1)
-    ).one_or_none()
-
-
-def _read_metrics(folder: Path) -> dict[str, Any]:
-    import json
-
-    path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def local_model_dir(name: str, uri: str, settings: Settings | None = None) -> Path:
-    """A local folder with the weights of the version stored at `uri`: the folder itself for a
-    local path, else a copy downloaded once per machine under $DOCFLOW_HOME/models/<name>."""
-    if not uri.startswith("s3://"):
-        return Path(uri)
-    settings = settings or get_settings()
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    target = Path(settings.home).expanduser().resolve() / "models" / name
-    done = target / ".complete"
-    if not done.is_file():
-        object_store(settings).download_folder(bucket, prefix, target)
-        done.write_text(uri)
-    return target
 
 
 # ---------------------------------------------------------------------------------------------

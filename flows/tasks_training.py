@@ -19,9 +19,11 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
+from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
+from flows.registry import ModelRef
+from flows.retries import TASK_OPTIONS
 from flows.settings import get_settings
-from flows.tasks import TASK_OPTIONS, ModelRef, object_store, sessions
 
 
 @dataclass

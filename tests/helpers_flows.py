@@ -98,8 +98,8 @@ def put_with_ocr(settings: Settings, key: str, data: bytes, pages: list[OCRResul
     """The object in the inbox, and its pages' OCR in the cache, as if OCR'd by an earlier run
     (the cache is keyed by content, so this is exactly what a re-run would find)."""
     from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.clients import object_store
     from flows.ocr_cache import ocr_cache_key
-    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     sha256 = hashlib.sha256(data).hexdigest()

@@ -90,8 +90,8 @@ def prepare_services(settings: Settings) -> None:
 def seed_ocr_cache(settings: Settings, documents: list[SynthDocument]) -> None:
     """The receipts' exact OCR in the cache, as if an earlier run had OCR'd them."""
     from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.clients import object_store
     from flows.ocr_cache import ocr_cache_key
-    from flows.tasks import object_store
 
     store, engine_id = object_store(settings), ocr_engine_id()
     for document in documents:
@@ -157,7 +157,7 @@ def test_digitize_stores_fields_skips_unchanged_and_reprocesses(
     keys = upload_documents(settings, receipts, prefix="scans/")
     seed_ocr_cache(settings, receipts)
     # A document that is not one: an HTML error page saved under a PDF name.
-    from flows.tasks import object_store
+    from flows.clients import object_store
 
     object_store(settings).put_bytes(
         settings.inbox_bucket, "scans/broken.pdf", b"<html><body>session expired</body></html>"
@@ -233,9 +233,9 @@ def test_digitize_ocrs_once_and_caches_by_engine(prefect_api, docflow_env, tiny_
     into the cache under the engine's id, and a second model's run reads it from there."""
     from docformer.ocr import get_engine
     from docformer.ocr.engine import engine_id as ocr_engine_id
+    from flows.clients import object_store
     from flows.digitize import digitize
     from flows.ocr_cache import ocr_cache_key
-    from flows.tasks import object_store
 
     settings = docflow_env
     prepare_services(settings)
@@ -264,8 +264,8 @@ def test_transient_errors_are_retried_and_bad_input_is_not():
     from sqlalchemy.exc import OperationalError
 
     from docformer.io import UnsupportedFormat
+    from flows.retries import is_transient
     from flows.storage import ObjectMissing, StorageUnavailable
-    from flows.tasks import is_transient
 
     assert is_transient(StorageUnavailable("connection refused"))
     assert is_transient(OperationalError("SELECT 1", {}, Exception("server closed")))
@@ -299,7 +299,7 @@ def test_summary_markdown_lists_failures_and_fields():
 def register_active(settings: Settings, model_dir: Path) -> None:
     from db.queries import register_model_version
     from db.session import session_scope
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     with session_scope(sessions(settings)) as session:
         register_model_version(session, "tiny-base", str(model_dir), status="active")

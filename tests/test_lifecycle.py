@@ -271,7 +271,7 @@ def test_activate_refuses_a_version_whose_weights_are_gone(
 ):
     from db.queries import register_model_version
     from db.session import session_scope
-    from flows.tasks import object_store, sessions
+    from flows.clients import object_store, sessions
 
     settings = lifecycle.settings
     folder = tmp_path / "deleted-model"
@@ -300,7 +300,7 @@ def test_activate_refuses_a_version_whose_weights_are_gone(
 
 def test_labels_list_export_and_import_are_a_round_trip(lifecycle: Lifecycle, tmp_path: Path):
     from db.queries import labelled_documents
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     settings = lifecycle.settings
     documents = test_flows.synth_receipts()

@@ -166,7 +166,7 @@ def test_bad_input_fails_each_document_with_a_reason_and_spares_the_rest(
     settings = use_settings(monkeypatch, max_document_bytes=str(MAX_BYTES))
     url = settings.database_url.get_secret_value()
     prepare_services(settings)
-    from flows.tasks import object_store
+    from flows.clients import object_store
 
     store = object_store(settings)
     for key, (data, _) in BAD_INPUTS.items():
@@ -367,7 +367,7 @@ def test_two_runs_at_once_share_the_documents_without_overlap(
     extracted by exactly one of them."""
     from db.queries import DocumentObject, register_documents
     from db.session import session_scope
-    from flows.tasks import object_store, sessions
+    from flows.clients import object_store, sessions
 
     settings = docflow_env
     url = settings.database_url.get_secret_value()
@@ -440,7 +440,7 @@ def test_finetune_crash_half_way_keeps_the_active_model_and_records_the_failure(
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     from db.queries import register_model_version
     from db.session import session_scope
-    from flows.tasks import sessions
+    from flows.clients import sessions
 
     with session_scope(sessions(settings)) as session:
         register_model_version(session, "half-written", str(half_written))

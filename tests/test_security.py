@@ -82,7 +82,7 @@ def test_no_secret_in_the_logs_of_a_run_with_credentials_from_secret_blocks(
 
     for receipt, key in zip(receipts, ["scans/a.png", f"scans/{EVIL}.png"], strict=False):
         put_with_ocr(settings, key, receipt.encode(), [receipt.ocr])
-    from flows.tasks import object_store
+    from flows.clients import object_store
 
     object_store(settings).put_bytes(settings.inbox_bucket, "scans/error.pdf", b"<html>no</html>")
 
