@@ -155,28 +155,22 @@ def decode_spans(
 
     The confidence is the probability of exactly that run under independent per-word tags: its
     first word in the field, each later word continuing it, and the word after it not
-    continuing it. A word goes to one field at most: the surest run is kept first and the
-    others are read from the words it left."""
+    continuing it."""
     ids = tag_ids(fields)
     seen = ~np.isnan(word_probs).any(axis=1)
     if ocr is not None:
         seen &= np.array([bool(w.text.strip()) for w in ocr.words], dtype=bool)
     order = np.flatnonzero(seen)  # the words that count, in reading order
+    spans: dict[str, TaggedSpan] = {}
     if not len(order):
-        return {}
+        return spans
     probs = np.clip(np.nan_to_num(word_probs[order], nan=0.0), 1e-12, 1 - 1e-6)
-    claimed = np.zeros(len(order), dtype=bool)
-
-    def best_span(name: str) -> TaggedSpan | None:
-        begin, inside = ids[name]
+    for name, (begin, inside) in ids.items():
         p_start = np.clip(probs[:, begin] + probs[:, inside], 1e-12, 1 - 1e-6)
         p_inside = probs[:, inside]
         start_score = np.log(p_start) - np.log1p(-p_start)
         inside_score = np.log(p_inside) - np.log1p(-p_inside)
-        # A word already in another field's run neither starts nor carries this one.
-        start_score[claimed] = -math.inf
-        inside_score[claimed] = -math.inf
-        starts = np.flatnonzero((p_start >= min_start) & ~claimed)
+        starts = np.flatnonzero(p_start >= min_start)
         typed = ocr is not None and typed_spans(name, "") is not None
         best = (
             _best_typed_run(name, ocr, order, starts, start_score, inside_score)
@@ -184,26 +178,13 @@ def decode_spans(
             else _best_run(starts, start_score, inside_score)
         )
         if best is None:
-            return None
+            continue
         first, last = best
         log_p = math.log(p_start[first]) + float(np.log(p_inside[first + 1 : last + 1]).sum())
         if last + 1 < len(order):
             log_p += math.log1p(-p_inside[last + 1])
-        return TaggedSpan(name, tuple(range(first, last + 1)), math.exp(log_p))
-
-    # Each word has one tag, so two fields never share a word: the surest span is kept first,
-    # and a field whose best run ran into it is read again from the words left.
-    candidates = {name: best_span(name) for name in ids}
-    spans: dict[str, TaggedSpan] = {}
-    while any(candidates.values()):
-        name = max((n for n, s in candidates.items() if s), key=lambda n: candidates[n].confidence)
-        span = candidates.pop(name)
-        claimed[list(span.word_indices)] = True
-        words = tuple(int(order[position]) for position in span.word_indices)
-        spans[name] = TaggedSpan(name, words, span.confidence)
-        for other, candidate in candidates.items():
-            if candidate and claimed[list(candidate.word_indices)].any():
-                candidates[other] = best_span(other)
+        words = tuple(int(w) for w in order[first : last + 1])
+        spans[name] = TaggedSpan(name, words, math.exp(log_p))
     return spans
 
 

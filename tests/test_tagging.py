@@ -229,24 +229,6 @@ def test_a_typed_field_is_read_only_from_a_run_that_holds_its_type():
     assert decode_spans(probs, date_fields)["date"].word_indices == (1,)  # without the OCR
 
 
-def test_a_word_goes_to_one_field_the_surer_span_first():
-    # Word 1 continues the company (I 0.6) and could also start a total (0.37): the company's
-    # span is surer, so the total is read from the words left, at word 3.
-    probs = np.array(
-        [
-            [0.05, 0.9, 0.03, 0.01, 0.01],
-            [0.02, 0.01, 0.6, 0.35, 0.02],
-            [0.9, 0.02, 0.02, 0.03, 0.03],
-            [0.7, 0.01, 0.01, 0.25, 0.03],
-        ],
-        dtype=np.float32,
-    )
-    spans = decode_spans(probs, FIELDS)
-    assert spans["company"].word_indices == (0, 1)
-    assert spans["total"].word_indices == (3,)
-    assert math.isclose(spans["total"].confidence, 0.28, rel_tol=1e-5)
-
-
 def test_span_confidence_is_the_probability_of_exactly_that_span():
     probs = tag_probs([0, 1, 2, 0], sure=0.9)
     span = decode_spans(probs, FIELDS)["company"]
