@@ -130,12 +130,12 @@ def benchmark_model(model: str | None, documents, folder: Path) -> tuple[str | N
     import torch
 
     from bench.model_speed import benchmark_tokenizer
+    from docformer.generation import DEFAULT_FIELDS, build_target
     from docformer.models.docformerv2 import (
         DocFormerV2Config,
         DocFormerV2ForConditionalGeneration,
         DocFormerV2Processor,
     )
-    from docformer.schema import DEFAULT_FIELDS, build_target
 
     tokenizer, _ = benchmark_tokenizer(documents, None)
     lengths = [len(tokenizer(build_target(d.fields, DEFAULT_FIELDS)).input_ids) for d in documents]

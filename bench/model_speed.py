@@ -72,7 +72,7 @@ def benchmark_tokenizer(pages: Sequence, path: str | None):
     """`--tokenizer`, else the shipped checkpoint's, else one trained here on synthetic text
     (more pages than are timed, so it is not fitted to exactly them)."""
     from docformer.checkpoints import default_model_dir
-    from docformer.schema import DEFAULT_FIELDS, build_target
+    from docformer.generation import DEFAULT_FIELDS, build_target
     from docformer.tokenization import load_tokenizer, train_tokenizer
 
     if path:
@@ -254,8 +254,8 @@ def no_sync() -> None:
 
 
 def cpu_section(result: BenchResult, args, pages, tokenizer) -> None:
+    from docformer.generation import DEFAULT_FIELDS, build_prompt
     from docformer.models.docformerv2 import DocFormerV2Config, DocFormerV2Processor
-    from docformer.schema import DEFAULT_FIELDS, build_prompt
 
     prompt = build_prompt(DEFAULT_FIELDS)
     num_labels = 2 * len(DEFAULT_FIELDS) + 1  # B- and I- per field, and O
@@ -421,7 +421,7 @@ def gpu_model(preset: str, tokenizer, device: str):
 
 def gpu_extraction(result: BenchResult, args, preset: str, pages, tokenizer, device: str) -> int:
     """Extraction at batch sizes doubling until memory runs out; returns the largest that ran."""
-    from docformer.schema import DEFAULT_FIELDS, build_prompt
+    from docformer.generation import DEFAULT_FIELDS, build_prompt
 
     model, processor = gpu_model(preset, tokenizer, device)
     config, prompt = model.config, build_prompt(DEFAULT_FIELDS)
@@ -460,7 +460,7 @@ def gpu_training(
     result: BenchResult, args, preset: str, pages, tokenizer, device: str, size: int
 ) -> None:
     """Fine-tuning steps: teacher-forced true answers, every parameter trained with AdamW."""
-    from docformer.schema import DEFAULT_FIELDS, build_prompt, build_target
+    from docformer.generation import DEFAULT_FIELDS, build_prompt, build_target
 
     model, processor = gpu_model(preset, tokenizer, device)
     config = model.config
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     result = BenchResult.start("model_speed", "Model speed", args.runs, args.quick)
 
-    from docformer.schema import DEFAULT_FIELDS, build_target
+    from docformer.generation import DEFAULT_FIELDS, build_target
 
     pages = synthetic_pages(max(args.pages, 8))
     tokenizer, tokenizer_source = benchmark_tokenizer(pages, args.tokenizer)

@@ -9,13 +9,13 @@ How one batch of documents is read:
 
 1. Every page with OCR words is cut into windows of whole words (`DocFormerV2Processor`'s
    window logic: OCR tokens + the prompt fit the encoder's text budget, neighbours overlap), each
-   window asking for every field at once (`docformer.schema.build_prompt`).
+   window asking for every field at once (`docformer.generation.build_prompt`).
 2. The windows of *all* pages of *all* documents are sorted by length and cut into batches whose
    padded size (rows x longest row, visual tokens included) stays within `max_batch_tokens`: rows
    of similar length waste little on padding, and a batch of short receipts can hold many rows
    while a batch of full pages holds few. One greedy generation per batch answers all fields of
    all its windows (`generate_answers`), held to the answer format with every value a piece of
-   its window's text (`docformer.schema.PageSpanConstraint`); results go back to their windows
+   its window's text (`docformer.generation.PageSpanConstraint`); results go back to their windows
    by index.
 3. Per document and field, the answer kept is the most confident non-empty one among all its
    windows and pages (`merge_window_answers`' policy, extended across pages): a field is usually
@@ -49,6 +49,13 @@ from PIL import Image
 from docformer.alignment import Grounding, ground_answer, union_box
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.document import Box, Document, OCRResult
+from docformer.generation import (
+    DEFAULT_FIELDS,
+    FieldAnswer,
+    PageSpanConstraint,
+    build_prompt,
+    parse_generation,
+)
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
     DocFormerV2ForConditionalGeneration,
@@ -58,13 +65,6 @@ from docformer.models.docformerv2 import (
 )
 from docformer.normalization import is_amount_field, normalize_currency, normalize_field
 from docformer.reader import DocumentReader
-from docformer.schema import (
-    DEFAULT_FIELDS,
-    FieldAnswer,
-    PageSpanConstraint,
-    build_prompt,
-    parse_generation,
-)
 from docformer.tagging import (
     TaggedSpan,
     TagWindow,

@@ -162,22 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _job_of_flow_run(flow_run_id) -> dict | None:
     from db.queries import job_of_flow_run
+    from flows.jobs import JobSummary
 
     with _session() as session:
         job = job_of_flow_run(session, flow_run_id)
-        if job is None:
-            return None
-        seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at else 0.0
-        return {
-            "job_id": job.id,
-            "status": job.status.value,
-            "documents": job.documents_seen,
-            "extracted": job.documents_extracted,
-            "failed": job.documents_failed,
-            "pages": job.pages,
-            "seconds": round(seconds, 2),
-            "pages_per_minute": round(60 * job.pages / seconds, 1) if seconds else 0.0,
-        }
+        return None if job is None else JobSummary.of(job).to_dict()
 
 
 def print_summary(summary: dict) -> None:

@@ -45,6 +45,21 @@ class JobSummary:
     seconds: float
     fields: list[dict[str, Any]]  # name, count, mean_confidence
 
+    @classmethod
+    def of(cls, job: Job, fields: list[dict[str, Any]] | None = None) -> JobSummary:
+        """The summary of a `jobs` row (wall time 0 while it is still running)."""
+        seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at else 0.0
+        return cls(
+            job.id,
+            job.status.value,
+            job.documents_seen,
+            job.documents_extracted,
+            job.documents_failed,
+            job.pages,
+            seconds,
+            list(fields or []),
+        )
+
     @property
     def pages_per_minute(self) -> float:
         return 60.0 * self.pages / self.seconds if self.seconds > 0 else 0.0
@@ -95,14 +110,4 @@ def finish_job(
             }
             for name, count, mean in rows
         ]
-        seconds = (job.finished_at - job.started_at).total_seconds()
-        return JobSummary(
-            job_id,
-            job.status.value,
-            job.documents_seen,
-            job.documents_extracted,
-            job.documents_failed,
-            job.pages,
-            seconds,
-            fields,
-        )
+        return JobSummary.of(job, fields)

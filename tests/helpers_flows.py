@@ -46,12 +46,12 @@ def build_random_model(folder: Path, max_new_tokens: int = 6) -> Path:
     `max_new_tokens` tokens: extraction runs for real and costs almost nothing."""
     import torch
 
+    from docformer.generation import build_prompt
     from docformer.models.docformerv2 import (
         DocFormerV2Config,
         DocFormerV2ForConditionalGeneration,
         DocFormerV2Processor,
     )
-    from docformer.schema import build_prompt
     from docformer.tokenization import train_tokenizer
 
     if (folder / "model.safetensors").is_file():

@@ -34,19 +34,19 @@ from docformer.extraction import (
     load_extractor,
     merge_answers,
 )
-from docformer.models.docformerv2 import (
-    DocFormerV2Config,
-    DocFormerV2ForConditionalGeneration,
-    DocFormerV2Processor,
-)
-from docformer.schema import (
+from docformer.generation import (
     DEFAULT_FIELDS,
     FIELD_SEPARATOR,
     PageSpanConstraint,
     build_prompt,
     build_target,
 )
-from docformer.schema import parse_generation as parse
+from docformer.generation import parse_generation as parse
+from docformer.models.docformerv2 import (
+    DocFormerV2Config,
+    DocFormerV2ForConditionalGeneration,
+    DocFormerV2Processor,
+)
 from docformer.synth import render_document
 from docformer.tokenization import train_tokenizer
 from docformer.training.finetune import training_loss

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from docformer.schema import build_prompt, build_target
+from docformer.generation import build_prompt, build_target
 from docformer.synth import SynthDocument, render_document
 from flows.demo import upload_documents
 from flows.settings import Settings

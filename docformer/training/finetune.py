@@ -1,5 +1,5 @@
 """`docformer finetune`: fine-tune key-value extraction, as one generation per page answering
-every field (`docformer.schema`), with early stopping on validation F1.
+every field (`docformer.generation`), with early stopping on validation F1.
 
     docformer finetune --model DIR --data DIR... --out DIR [--val-split 0.2] [--fields a,b,...] \
         [--epochs 20] [--max-steps N] [--batch-size 8] [--lr 5e-4] [--warmup N] \
@@ -44,6 +44,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from docformer.generation import (
+    DEFAULT_FIELDS,
+    PageSpanConstraint,
+    build_prompt,
+    build_target,
+)
 from docformer.metrics import normalize_value, reliability_table, score_fields
 from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
@@ -51,12 +57,6 @@ from docformer.models.docformerv2 import (
     EncoderRow,
 )
 from docformer.pretraining import IGNORE_INDEX
-from docformer.schema import (
-    DEFAULT_FIELDS,
-    PageSpanConstraint,
-    build_prompt,
-    build_target,
-)
 from docformer.training.data import TrainingExample, TrainingPage, dump_json
 from docformer.training.pretrain import (
     GRAD_CLIP,

@@ -624,7 +624,7 @@ class DocFormerV2ForConditionalGeneration(DocFormerV2PreTrainedModel):
         processor batch (word_ids, page_index, ...) are ignored so it can be passed as `**batch`.
 
         `constraint` rules out tokens before each choice (extraction passes
-        `docformer.schema.PageSpanConstraint`); without one, the config's n-gram rule applies.
+        `docformer.generation.PageSpanConstraint`); without one, the config's n-gram rule applies.
         """
         eos, pad = self.config.eos_token_id, self.config.pad_token_id
         batch = input_ids.size(0)
