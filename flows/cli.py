@@ -196,18 +196,6 @@ def print_summary(summary: dict) -> None:
         console.print(fields)
 
 
-def _query(sql: str, **params) -> tuple[list[str], list[tuple]]:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(_settings().database_url.get_secret_value())
-    try:
-        with engine.connect() as connection:
-            result = connection.execute(sa.text(sql), params)
-            return list(result.keys()), [tuple(row) for row in result]
-    finally:
-        engine.dispose()
-
-
 def print_rows(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
     """A table, its title on a line of its own above it (a table's own title is wrapped to the
     table's width, which cuts a long one into pieces)."""
@@ -226,50 +214,25 @@ def print_rows(columns: list[str], rows: list[tuple], title: str | None = None) 
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    columns, rows = _query(
-        "SELECT id, kind, status, started_at::timestamp(0) AS started, "
-        "round(extract(epoch FROM finished_at - started_at)::numeric, 1) AS seconds, "
-        "documents_seen AS documents, documents_extracted AS extracted, "
-        "documents_failed AS failed, pages, left(error, 80) AS error "
-        "FROM jobs ORDER BY id DESC LIMIT :limit",
-        limit=args.limit,
-    )
+    from db.reads import recent_jobs
+
+    with _session() as session:
+        columns, rows = recent_jobs(session, args.limit)
     print_rows(columns, rows, title="recent jobs")
     return 0
 
 
 def cmd_fields(args: argparse.Namespace) -> int:
     """DOCUMENT: a document id, a sha256 (or its first 8+ characters) or an object key."""
-    document = args.document
-    if document.isdigit():
-        where, value = "document_id = :v", int(document)
-    elif len(document) >= 8 and all(c in "0123456789abcdef" for c in document):
-        where, value = "sha256 LIKE :v", f"{document}%"
-    else:
-        where, value = (
-            "document_id IN (SELECT document_id FROM document_sources WHERE key = :v)",
-            document,
-        )
-    columns, rows = _query(
-        "SELECT document_id, source_key, name, value, value_num, value_date, currency, "
-        f"round(confidence::numeric, 3) AS confidence, page, box FROM current_fields WHERE {where} "
-        "ORDER BY document_id, name",
-        v=value,
-    )
+    from db.reads import fields_of_document
+
+    with _session() as session:
+        columns, rows = fields_of_document(session, args.document)
     if not rows:
-        print(f"no extracted fields for {document!r}", file=sys.stderr)
+        print(f"no extracted fields for {args.document!r}", file=sys.stderr)
         return 1
     print_rows(columns, rows)
     return 0
-
-
-EXPORT_SQL = """
-SELECT document_id, source_bucket, source_key, sha256, model_version, extracted_at,
-       name, value, value_num, value_date, currency, confidence, page, box
-FROM current_fields
-WHERE (CAST(:since AS timestamptz) IS NULL OR extracted_at >= CAST(:since AS timestamptz))
-ORDER BY document_id, name
-"""
 
 
 def _output(path: str | None):
@@ -285,7 +248,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import csv
     import json
 
-    columns, rows = _query(EXPORT_SQL, since=args.since)
+    from db.reads import current_fields
+
+    with _session() as session:
+        columns, rows = current_fields(session, args.since)
     records = [dict(zip(columns, row, strict=True)) for row in rows]
     if args.format == "parquet":
         if not args.out:
