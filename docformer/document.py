@@ -98,6 +98,18 @@ class Page:
     has_text_layer: bool = False  # born-digital PDF page: words came from the text layer
 
 
+def attach_ocr(page: Page, ocr: OCRResult) -> None:
+    """Give `page` its OCR, turning the image the way the OCR saw it (`ocr.rotation` degrees
+    counter-clockwise) so the image, the page size and the word boxes agree."""
+    if ocr.rotation % 360 and page.image is not None:
+        page.image = page.image.rotate(ocr.rotation, expand=True)
+    if page.image is not None:
+        page.width, page.height = page.image.size
+    else:
+        page.width, page.height = ocr.width, ocr.height
+    page.ocr = ocr
+
+
 @dataclass
 class Document:
     source: str  # bucket/key or a path

@@ -16,7 +16,7 @@ order:
    layers are cached too, so a reader that knows a document's page count can find every page's
    OCR without reading the file again (`cached_ocr`).
 
-A page whose OCR was read turned is turned the same way (`attach_ocr`), so image, page size and
+A page whose OCR was read turned is turned the same way (`docformer.document.attach_ocr`), so image, page size and
 word boxes always agree.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docformer.document import Document, OCRResult, Page
+from docformer.document import Document, OCRResult, attach_ocr
 from docformer.io import DocumentError, ReadLimits, read_document
 from docformer.ocr.cache import OCRCacheStore
 
@@ -43,18 +43,6 @@ class OCRFailed(DocumentError):
     """The OCR engine failed on one of the document's pages."""
 
     code = "ocr_error"
-
-
-def attach_ocr(page: Page, ocr: OCRResult) -> None:
-    """Give `page` its OCR, turning the image the way the OCR saw it (`ocr.rotation` degrees
-    counter-clockwise) so the image, the page size and the word boxes agree."""
-    if ocr.rotation % 360 and page.image is not None:
-        page.image = page.image.rotate(ocr.rotation, expand=True)
-    if page.image is not None:
-        page.width, page.height = page.image.size
-    else:
-        page.width, page.height = ocr.width, ocr.height
-    page.ocr = ocr
 
 
 class DocumentReader:
@@ -169,4 +157,4 @@ class DocumentReader:
         return results
 
 
-__all__ = ["IMAGE_DPI", "OCR_DPI", "DocumentReader", "OCRFailed", "attach_ocr"]
+__all__ = ["IMAGE_DPI", "OCR_DPI", "DocumentReader", "OCRFailed"]

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 from test_reading import text_pdf
 
-from docformer.document import OCRResult, Word
+from docformer.document import OCRResult, Word, attach_ocr
 from docformer.io import DocumentError
 from docformer.ocr.cache import FolderOCRCache
-from docformer.reader import DocumentReader, attach_ocr
+from docformer.reader import DocumentReader
 
 
 def png(size=(300, 200)) -> bytes:

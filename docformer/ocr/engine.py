@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from docformer.document import Document, OCRResult
+from docformer.document import Document, OCRResult, attach_ocr
 from docformer.ocr.layout import assign_lines
 from docformer.ocr.models import (
     DETECTION_MODEL,
@@ -288,9 +288,5 @@ def ocr_document(doc: Document, engine: OCREngine | None = None) -> Document:
         if page.has_text_layer or page.image is None or page.ocr is not None:
             continue
         engine = engine or get_engine()
-        result = engine.read_page(page.image)
-        if result.rotation:
-            page.image = page.image.rotate(result.rotation, expand=True)
-            page.width, page.height = page.image.size
-        page.ocr = result
+        attach_ocr(page, engine.read_page(page.image))
     return doc

@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from PIL import Image
 
-from docformer.document import Document, OCRResult
+from docformer.document import Document, OCRResult, attach_ocr
 from docformer.io import read_document
 from docformer.labelled import OCR_SUFFIX, LabelledExample, iter_labelled_folder
 from docformer.labelled import read_ocr as read_ocr_file
 from docformer.ocr.cache import FolderOCRCache
-from docformer.reader import IMAGE_DPI, DocumentReader, attach_ocr
+from docformer.reader import IMAGE_DPI, DocumentReader
 
 if TYPE_CHECKING:
     from docformer.ocr import OCREngine
