@@ -140,18 +140,23 @@ def decode_spans(
     row of NaN (a word no window saw, such as a blank one) is skipped, neither opening nor
     closing a run.
 
-    A run is scored by the log-odds of its words belonging to the field: log p/(1-p) of its
-    first word being in the field (B-f or I-f: a run the model opens with I-f is still a run),
-    plus log p/(1-p) of I-f for each word after it. The best-scoring run wins, so a word the
-    model doubts inside a run it is sure of stays in (an address's postcode at I-f 0.3 between
-    lines at 0.99), while the run does not reach past words it gains nothing from. Reading the
-    argmax tags instead breaks such a run in two and keeps one piece. A run only starts at a
-    word at least `min_start` likely to be in the field, so a field the page lacks stays
+    A run is scored by log-odds: of its first word opening the field (B-f), plus, for each
+    word after it, of that word being in the field (B-f or I-f). The best-scoring run wins, so
+    a word the model doubts inside a run it is sure of stays in (an address's postcode at 0.3
+    between lines at 0.99), while the run does not reach past words it gains nothing from. The
+    start is where the model puts B: scoring it on B-f or I-f instead pulls a company name's
+    start past its first word whenever the second is more surely in the field ("Sims, Cox and
+    Lawson" read as "Cox and Lawson"), and scoring later words on I-f alone cuts a run where
+    the model hesitates between B and I ("Rogers, Mccall and Ali" read as "Mccall and"). Reading
+    the argmax tags instead breaks such a run in two and keeps one piece. A run only starts at
+    a word at least `min_start` likely to be in the field, so a field the page lacks stays
     unanswered and one the model ranks right but not above O is still offered.
 
     With `ocr`, a date or amount field's run must hold a date or amount
     (`docformer.normalization.typed_spans`) and is at most `MAX_TYPED_WORDS` words: the type
-    rules out "19.00" as a date or "21:13" as a total, however the model leans.
+    rules out "19.00" as a date or "21:13" as a total, however the model leans. The type, not
+    the B tag, bounds such a run, so it opens at any word in the field and continues over I-f
+    (BENCHMARKS.md: the tagging head, decoding).
 
     The confidence is the probability of exactly that run under independent per-word tags: its
     first word in the field, each later word continuing it, and the word after it not
@@ -166,26 +171,30 @@ def decode_spans(
         return spans
     probs = np.clip(np.nan_to_num(word_probs[order], nan=0.0), 1e-12, 1 - 1e-6)
     for name, (begin, inside) in ids.items():
-        p_start = np.clip(probs[:, begin] + probs[:, inside], 1e-12, 1 - 1e-6)
-        p_inside = probs[:, inside]
-        start_score = np.log(p_start) - np.log1p(-p_start)
-        inside_score = np.log(p_inside) - np.log1p(-p_inside)
-        starts = np.flatnonzero(p_start >= min_start)
-        typed = ocr is not None and typed_spans(name, "") is not None
-        best = (
-            _best_typed_run(name, ocr, order, starts, start_score, inside_score)
-            if typed
-            else _best_run(starts, start_score, inside_score)
-        )
+        p_in_field = np.clip(probs[:, begin] + probs[:, inside], 1e-12, 1 - 1e-6)
+        starts = np.flatnonzero(p_in_field >= min_start)
+        if ocr is not None and typed_spans(name, "") is not None:
+            p_start, p_continue = p_in_field, probs[:, inside]
+            best = _best_typed_run(
+                name, ocr, order, starts, _log_odds(p_start), _log_odds(p_continue)
+            )
+        else:
+            p_start, p_continue = p_in_field, p_in_field
+            best = _best_run(starts, _log_odds(probs[:, begin]), _log_odds(p_continue))
         if best is None:
             continue
         first, last = best
-        log_p = math.log(p_start[first]) + float(np.log(p_inside[first + 1 : last + 1]).sum())
+        log_p = math.log(p_start[first]) + float(np.log(p_continue[first + 1 : last + 1]).sum())
         if last + 1 < len(order):
-            log_p += math.log1p(-p_inside[last + 1])
+            log_p += math.log1p(-p_continue[last + 1])
         words = tuple(int(w) for w in order[first : last + 1])
         spans[name] = TaggedSpan(name, words, math.exp(log_p))
     return spans
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
 
 
 def _best_run(

@@ -175,7 +175,9 @@ def tag_probs(tags: list[int], sure: float = 0.9, n_tags: int = 5) -> np.ndarray
     "tags, expected",
     [
         ([0, 1, 2, 0, 3], {"company": (1, 2), "total": (4,)}),
-        ([1, 2, 1, 2], {"company": (0, 1)}),  # a B starts a new run; the first of equals wins
+        # a word marked B after a run continues it: a tagger hesitating between B and I on a
+        # company name's second word must not cut the name there
+        ([1, 2, 1, 2], {"company": (0, 1, 2, 3)}),
         ([0, 2, 2, 0], {"company": (1, 2)}),  # a run the model opens with I is still a run
         ([1, 3, 0], {"company": (0,), "total": (1,)}),  # another field's tag ends it
         ([0, 0, 0], {}),  # no word 0.1 likely in a field: nothing answered
@@ -226,15 +228,16 @@ def test_a_typed_field_is_read_only_from_a_run_that_holds_its_type():
     spans = decode_spans(probs, date_fields, ocr)
     assert spans["date"].word_indices == (3,)
     assert spans["total"].word_indices == (6,)
-    assert decode_spans(probs, date_fields)["date"].word_indices == (1,)  # without the OCR
+    # without the OCR, the run the model leans to
+    assert decode_spans(probs, date_fields)["date"].word_indices == (1, 2)
 
 
 def test_span_confidence_is_the_probability_of_exactly_that_span():
     probs = tag_probs([0, 1, 2, 0], sure=0.9)
     span = decode_spans(probs, FIELDS)["company"]
-    # the first word in the field (B 0.9 + I 0.025), the second continuing it (I 0.9), and the
-    # next word not continuing it (1 - 0.025)
-    assert math.isclose(span.confidence, 0.925 * 0.9 * (1 - 0.025), rel_tol=1e-5)
+    # the first word in the field (B 0.9 + I 0.025), the second in it too (I 0.9 + B 0.025),
+    # and the next word not in it (1 - 0.05)
+    assert math.isclose(span.confidence, 0.925 * 0.925 * (1 - 0.05), rel_tol=1e-5)
     longer = decode_spans(tag_probs([1, 2, 2, 2, 2]), FIELDS)["company"]
     assert longer.confidence < span.confidence
 
