@@ -152,8 +152,9 @@ class Filler:
     """Registers documents and stores their extractions through `store_chunk`."""
 
     def __init__(self, database_url: str):
+        from db.jobs import open_job
+        from db.model_versions import register_model_version
         from db.models import JobKind
-        from db.queries import open_job, register_model_version
         from db.session import session_scope
         from flows.clients import sessions
 
@@ -167,7 +168,7 @@ class Filler:
 
     def register(self, count: int) -> list[int]:
         """`count` new documents (status 'new'), registered in batches; returns their ids."""
-        from db.queries import DocumentObject, register_documents
+        from db.documents import DocumentObject, register_documents
         from db.session import session_scope
 
         ids = []
@@ -192,7 +193,7 @@ class Filler:
     def chunk(self, document_ids: list[int], with_pages: bool = True):
         """The `ExtractedChunk` that `extract_chunk` would hand to `store_chunk` (without page
         rows when `with_pages` is False: to show what the page rows cost)."""
-        from db.queries import ExtractionRecord
+        from db.extractions import ExtractionRecord
         from flows.tasks import ExtractedChunk
 
         records = [

@@ -264,7 +264,8 @@ class ModelActivation(Base):
     replaced, how (activate, promote, rollback), who did it, when, and why.
 
     Append-only. `model_versions.status` says which version is active now; this table says how
-    it got there, and `db.queries.rollback_target` replays it to find the version to go back to.
+    it got there, and `db.model_versions.rollback_target` replays it to find the version to go
+    back to.
     """
 
     __tablename__ = "model_activations"

@@ -1,6 +1,7 @@
 """The reads people run from the command line (`docflow jobs`, `fields`, `export`): each returns
 the column names and the rows, as SQL gives them, for a table or a file. The writes the flows
-make are in `db.queries`; the views these read are in `db/views`."""
+make are in the other modules of `db` (`documents`, `jobs`, `extractions`, ...); the views
+these read are in `db/views`."""
 
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _job_of_flow_run(flow_run_id) -> dict | None:
-    from db.queries import job_of_flow_run
+    from db.jobs import job_of_flow_run
     from flows.jobs import JobSummary
 
     with _session() as session:
@@ -280,7 +280,8 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     import hashlib
     from pathlib import Path
 
-    from db.queries import DocumentObject, register_documents, store_labels
+    from db.documents import DocumentObject, register_documents
+    from db.labels import store_labels
     from db.session import session_scope
     from docformer.io import sniff_media_type
     from docformer.labelled import iter_labelled_folder
@@ -328,7 +329,7 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
 def cmd_labels_list(args: argparse.Namespace) -> int:
     """Every labelled document with its labels, one column per field (the values fine-tuning
     learns from: where sources disagree, the latest stored value)."""
-    from db.queries import labelled_documents
+    from db.labels import labelled_documents
 
     with _session() as session:
         labelled = labelled_documents(session, [args.source] if args.source else None)
@@ -348,7 +349,7 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
     for `docformer finetune --data DIR` elsewhere or `docflow labels import DIR` here."""
     from pathlib import Path
 
-    from db.queries import labelled_documents
+    from db.labels import labelled_documents
     from docformer.labelled import LabelledFolderError, write_labelled_example
     from flows.clients import object_store
     from flows.storage import ObjectMissing, ObjectTooLarge
@@ -528,7 +529,8 @@ def progress_percent(client, flow_run_id, key: str) -> float:
 def finished_training_run(flow_run) -> int:
     """The id of the training run a finished flow run recorded; CommandError when the run
     failed."""
-    from db.queries import job_of_flow_run, training_run_of_flow_run
+    from db.jobs import job_of_flow_run
+    from db.training_runs import training_run_of_flow_run
 
     with _session() as session:
         run = training_run_of_flow_run(session, flow_run.id)
@@ -675,7 +677,7 @@ def _flow_errors():
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from db.queries import list_model_versions
+    from db.model_versions import list_model_versions
 
     with _session() as session:
         versions = list_model_versions(session)
@@ -704,7 +706,7 @@ def _time(value) -> str | None:
 
 
 def _version(session, name: str):
-    from db.queries import model_version_by_name
+    from db.model_versions import model_version_by_name
 
     version = model_version_by_name(session, name)
     if version is None:
@@ -715,8 +717,9 @@ def _version(session, name: str):
 def cmd_models_show(args: argparse.Namespace) -> int:
     """One version: where it is, where it came from (parent, training run, the labels it saw),
     its scores per field, and every time it was made active."""
+    from db.model_versions import model_activations
     from db.models import ModelVersion
-    from db.queries import model_activations, training_run_of_version
+    from db.training_runs import training_run_of_version
 
     with _session() as session:
         version = _version(session, args.version)
@@ -818,7 +821,7 @@ def _version_scores(metrics: dict) -> tuple[str, dict[str, dict]]:
 def cmd_models_compare(args: argparse.Namespace) -> int:
     """Per-field scores of two versions on one holdout: the one a fine-tuning run scored them
     both on, or (none, or --evaluate) the holdout of the labels stored now."""
-    from db.queries import stored_comparison
+    from db.training_runs import stored_comparison
     from flows.finetune import comparison_rows
 
     with _session() as session:
@@ -884,8 +887,8 @@ def _unloadable(version) -> str | None:
 def _activate(version, kind: str, reason: str | None, by: str) -> None:
     """Make `version` active after checking that its weights load; CommandError, and nothing
     changed, when they do not."""
+    from db.model_versions import activate_model_version
     from db.models import ModelVersion
-    from db.queries import activate_model_version
 
     problem = _unloadable(version)
     if problem:
@@ -902,7 +905,7 @@ def _activate(version, kind: str, reason: str | None, by: str) -> None:
 
 
 def cmd_models_activate(args: argparse.Namespace) -> int:
-    from db.queries import active_model_version
+    from db.model_versions import active_model_version
 
     with _session() as session:
         version = _version(session, args.version)
@@ -915,7 +918,7 @@ def cmd_models_activate(args: argparse.Namespace) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from db.queries import active_model_version, rollback_target
+    from db.model_versions import active_model_version, rollback_target
 
     with _session() as session:
         active = active_model_version(session)

@@ -192,8 +192,8 @@ def _chunk_outcome(futures: tuple) -> Any:
 
 def _close_failed(job_id: int, error: BaseException) -> None:
     """Close the job as failed (its claims go back to the queue); never hide the real error."""
+    from db.jobs import close_job
     from db.models import JobStatus
-    from db.queries import close_job
     from db.session import session_scope
     from flows.clients import sessions
 

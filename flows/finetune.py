@@ -133,14 +133,10 @@ def finetune(
 ) -> dict[str, Any]:
     """Fine-tune a new version on the labelled documents; promote it only when its holdout F1
     exceeds the active version's by more than `promote_margin` (0.01 = one F1 point)."""
+    from db.model_versions import activate_model_version, active_model_version
     from db.models import ActivationKind, TrainingStatus
-    from db.queries import (
-        activate_model_version,
-        active_model_version,
-        finish_training_run,
-        start_training_run,
-    )
     from db.session import session_scope
+    from db.training_runs import finish_training_run, start_training_run
 
     settings = get_settings()
     device = settings.device
@@ -356,9 +352,10 @@ def evaluate_versions(
 
 
 def _fail(job_id: int, run_id: int | None, error: BaseException) -> None:
+    from db.jobs import close_job
     from db.models import JobStatus, TrainingStatus
-    from db.queries import close_job, finish_training_run
     from db.session import session_scope
+    from db.training_runs import finish_training_run
 
     message = f"{type(error).__name__}: {error}"[:2000]
     try:

@@ -20,7 +20,7 @@ def open_job(kind: str, parameters: dict[str, Any]) -> int:
     """A `jobs` row in status 'running', linked to the Prefect flow run."""
     from prefect.runtime import flow_run
 
-    from db.queries import open_job as open_job_row
+    from db.jobs import open_job as open_job_row
     from db.session import session_scope
 
     with session_scope(sessions()) as session:
@@ -84,7 +84,7 @@ def finish_job(
 ) -> JobSummary:
     """Close the job (its remaining claims go back to 'queued') and read its summary back:
     counts, wall time, and the fields it stored by name with their mean confidence."""
-    from db.queries import add_job_counts, close_job
+    from db.jobs import add_job_counts, close_job
     from db.session import session_scope
 
     with session_scope(sessions()) as session:

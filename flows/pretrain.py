@@ -48,9 +48,10 @@ def pretrain(
 ) -> dict[str, Any]:
     """Continue pre-training the base version (default: the active one) on up to `max_pages`
     cached pages of the backlog; register the result as a candidate version."""
+    from db.jobs import add_job_counts
     from db.models import TrainingStatus
-    from db.queries import add_job_counts, finish_training_run, start_training_run
     from db.session import session_scope
+    from db.training_runs import finish_training_run, start_training_run
     from flows.finetune import _fail
 
     parameters = {

@@ -35,13 +35,13 @@ def resolve_model(model_version: str | None = None) -> ModelRef:
     registered on first use, as a candidate). None means the active version; when there is
     none yet, the checkpoint shipped with the package is registered and made active.
     """
-    from db.models import ModelStatus
-    from db.queries import (
+    from db.model_versions import (
         active_model_version,
         lock_model_versions,
         model_version_by_name,
         register_model_version,
     )
+    from db.models import ModelStatus
     from db.session import session_scope
 
     with session_scope(sessions()) as session:

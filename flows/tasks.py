@@ -25,7 +25,7 @@ Errors, sorted by what helps:
 
 Claims hold for `claim_ttl_seconds` and every stored chunk renews its job's claims, so a live
 run keeps its documents and a killed one loses them: the next run's discovery marks a job whose
-claims all ran out `crashed` (`db.queries.abandoned_jobs`) and takes its documents.
+claims all ran out `crashed` (`db.jobs.abandoned_jobs`) and takes its documents.
 
 Only `discover_and_claim`, `store_chunk` and the job tasks touch the database; OCR and extraction
 only read the bucket, so they can run wherever the CPUs or the GPU are.
@@ -45,8 +45,10 @@ from prefect import get_run_logger, task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.documents import DocumentObject
+from db.extractions import ExtractionRecord
+from db.jobs import ClaimedDocument
 from db.models import DocumentSource, JobKind
-from db.queries import ClaimedDocument, DocumentObject, ExtractionRecord
 from docformer.document import Document
 from docformer.io import DocumentError, ReadLimits
 from docformer.reader import DocumentReader
@@ -183,13 +185,8 @@ def discover_and_claim(
     also extracted and failed ones when `reprocess`) are claimed with SKIP LOCKED, so two runs
     at once never take the same document.
     """
-    from db.queries import (
-        abandoned_jobs,
-        claim_documents,
-        known_objects,
-        mark_crashed_jobs,
-        register_documents,
-    )
+    from db.documents import known_objects, register_documents
+    from db.jobs import abandoned_jobs, claim_documents, mark_crashed_jobs
     from db.session import session_scope
 
     started = time.monotonic()
@@ -472,13 +469,8 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
     """One transaction per chunk: every extraction with its fields and pages (a reprocess
     replaces the extraction of that document and model version), the failures with their
     reasons, the releases, and the job's counters."""
-    from db.queries import (
-        add_job_counts,
-        mark_document_failed,
-        release_claim,
-        renew_claims,
-        store_extractions,
-    )
+    from db.extractions import store_extractions
+    from db.jobs import add_job_counts, mark_document_failed, release_claim, renew_claims
     from db.session import session_scope
 
     started = time.monotonic()
@@ -516,7 +508,7 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
 @task(name="release-chunk", **TASK_OPTIONS)
 def release_chunk(claims: Sequence[ClaimedDocument], job_id: int, reason: str) -> int:
     """Give a chunk that failed for good (retries exhausted) back to the queue."""
-    from db.queries import add_job_counts, release_claim
+    from db.jobs import add_job_counts, release_claim
     from db.session import session_scope
 
     with session_scope(sessions()) as session:

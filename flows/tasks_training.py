@@ -55,7 +55,7 @@ def document_pages(source: PageSource, image_size: tuple[int, int] | None):
 def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> list[Any]:
     """Every document with labels as a `TrainingExample` named by its sha256 (so the
     train/holdout split does not move when a file is renamed). Unreadable ones are skipped."""
-    from db.queries import labelled_documents
+    from db.labels import labelled_documents
     from docformer.io import DocumentError
     from docformer.training.data import TrainingExample
     from flows.storage import ObjectMissing
@@ -116,7 +116,7 @@ def store_model_version(
     """Upload the model folder to `s3://<artifact bucket>/models/<name>/` and register it as a
     candidate version whose parent is `parent`. Training state (optimizer checkpoints) stays
     behind: a version is what extraction loads, nothing more."""
-    from db.queries import register_model_version
+    from db.model_versions import register_model_version
     from db.session import session_scope
 
     settings = get_settings()

@@ -19,7 +19,25 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db import migrate, queries
+from db import extractions, migrate
+from db.documents import DocumentObject, document_status_counts, known_objects, register_documents
+from db.extractions import ExtractionRecord, store_extraction, store_extractions
+from db.jobs import (
+    add_job_counts,
+    claim_documents,
+    close_job,
+    mark_crashed_jobs,
+    mark_document_failed,
+    open_job,
+    release_claim,
+)
+from db.labels import labelled_documents, store_labels
+from db.model_versions import (
+    activate_model_version,
+    active_model_version,
+    model_version_by_name,
+    register_model_version,
+)
 from db.models import (
     Base,
     Document,
@@ -34,6 +52,7 @@ from db.models import (
     TrainingRun,
 )
 from db.session import make_engine, make_session_factory, session_scope
+from db.training_runs import finish_training_run, start_training_run
 
 TABLES = {
     "documents",
@@ -73,7 +92,7 @@ def sha(n: int | str) -> str:
 
 
 def obj(n: int, bucket: str = "inbox", key: str | None = None, etag: str | None = None):
-    return queries.DocumentObject(
+    return DocumentObject(
         bucket=bucket,
         key=key or f"scans/{n:05d}.pdf",
         sha256=sha(n),
@@ -84,7 +103,7 @@ def obj(n: int, bucket: str = "inbox", key: str | None = None, etag: str | None 
 
 
 def add_documents(session: Session, count: int) -> list[int]:
-    return [r.id for r in queries.register_documents(session, [obj(i) for i in range(count)])]
+    return [r.id for r in register_documents(session, [obj(i) for i in range(count)])]
 
 
 def public_objects(connection: sa.Connection) -> dict[str, set[str]]:
@@ -149,7 +168,7 @@ def test_raw_value_migration_keeps_rows_stored_before_it(empty_database_url: str
     engine = make_engine(empty_database_url)
     with Session(engine) as session:
         doc_id = add_documents(session, 1)[0]
-        version = queries.register_model_version(session, "v1", "file:///m/v1")
+        version = register_model_version(session, "v1", "file:///m/v1")
         # Plain SQL: the query functions already write raw_value, which 0001 does not have.
         extraction_id = session.execute(
             sa.text(
@@ -244,12 +263,12 @@ def test_alembic_command_line_takes_the_url_from_the_caller(empty_database_url: 
 
 
 def test_register_documents_is_idempotent_by_content(session: Session):
-    first = queries.register_documents(session, [obj(1), obj(2)])
+    first = register_documents(session, [obj(1), obj(2)])
     assert [r.is_new for r in first] == [True, True]
 
     # Same objects again, plus a copy of document 1's bytes under another key.
     copy = obj(1, key="copies/one.pdf", etag="etag-copy")
-    again = queries.register_documents(session, [obj(1), obj(2), copy, obj(3)])
+    again = register_documents(session, [obj(1), obj(2), copy, obj(3)])
     assert [r.is_new for r in again] == [False, False, False, True]
     assert again[0].id == again[2].id == first[0].id
     assert again[1].id == first[1].id
@@ -260,10 +279,10 @@ def test_register_documents_is_idempotent_by_content(session: Session):
     assert (doc.source_key, doc.etag, doc.status) == ("copies/one.pdf", "etag-copy", "new")
 
     # Same content twice in one batch: one new document, reported new once.
-    twins = queries.register_documents(session, [obj(9, key="a"), obj(9, key="b")])
+    twins = register_documents(session, [obj(9, key="a"), obj(9, key="b")])
     assert twins[0].id == twins[1].id
     assert [r.is_new for r in twins] == [True, False]
-    assert queries.register_documents(session, []) == []
+    assert register_documents(session, []) == []
 
     # Plain mappings work as well as DocumentObject.
     mapping = {
@@ -273,29 +292,27 @@ def test_register_documents_is_idempotent_by_content(session: Session):
         "size": 3,
         "media_type": "image/png",
     }
-    assert queries.register_documents(session, [mapping])[0].is_new
+    assert register_documents(session, [mapping])[0].is_new
 
 
 def test_known_objects_skip_unchanged_objects_only(session: Session):
-    queries.register_documents(
-        session, [obj(1, key="a"), obj(2, key="b"), obj(1, key="dup", etag="e-dup")]
-    )
-    known = queries.known_objects(
+    register_documents(session, [obj(1, key="a"), obj(2, key="b"), obj(1, key="dup", etag="e-dup")])
+    known = known_objects(
         session,
         "inbox",
         {"a": "etag-1", "b": "changed", "dup": "e-dup", "new": "x", "no-etag": None},
     )
     assert known == {"a", "dup"}
-    assert queries.known_objects(session, "other-bucket", {"a": "etag-1"}) == set()
+    assert known_objects(session, "other-bucket", {"a": "etag-1"}) == set()
 
     # An overwritten object is registered with its new content; the old etag is forgotten.
-    queries.register_documents(session, [obj(5, key="b", etag="changed")])
-    assert queries.known_objects(session, "inbox", {"b": "changed"}) == {"b"}
+    register_documents(session, [obj(5, key="b", etag="changed")])
+    assert known_objects(session, "inbox", {"b": "changed"}) == {"b"}
 
 
 def test_document_status_counts(session: Session):
     add_documents(session, 3)
-    counts = queries.document_status_counts(session)
+    counts = document_status_counts(session)
     assert counts == {"new": 3, "queued": 0, "processing": 0, "extracted": 0, "failed": 0}
 
 
@@ -305,12 +322,10 @@ def test_document_status_counts(session: Session):
 
 def test_jobs_open_count_close(session: Session):
     run_id = uuid.uuid4()
-    job_id = queries.open_job(
-        session, "digitize", str(run_id), {"limit": 10, "since": dt.date(2026, 1, 2)}
-    )
-    queries.add_job_counts(session, job_id, documents_seen=5, pages=7)
-    queries.add_job_counts(session, job_id, documents_extracted=4, documents_failed=1, pages=3)
-    queries.close_job(session, job_id, "completed", documents_seen=6)
+    job_id = open_job(session, "digitize", str(run_id), {"limit": 10, "since": dt.date(2026, 1, 2)})
+    add_job_counts(session, job_id, documents_seen=5, pages=7)
+    add_job_counts(session, job_id, documents_extracted=4, documents_failed=1, pages=3)
+    close_job(session, job_id, "completed", documents_seen=6)
     session.expire_all()
     job = session.get(Job, job_id)
     assert job.flow_run_id == run_id
@@ -320,29 +335,27 @@ def test_jobs_open_count_close(session: Session):
     assert job.finished_at is not None
 
     with pytest.raises(ValueError):
-        queries.close_job(session, job_id, "running")
+        close_job(session, job_id, "running")
     with pytest.raises(LookupError):
-        queries.close_job(session, 10**9, "failed", error="x")
+        close_job(session, 10**9, "failed", error="x")
 
 
 def test_closing_or_crashing_a_job_releases_its_claims(session: Session):
     add_documents(session, 6)
-    finished = queries.open_job(session, "digitize")
-    crashed = queries.open_job(session, "digitize", uuid.uuid4())
-    stale = queries.open_job(session, "finetune")
-    queries.claim_documents(session, finished, limit=2, ttl_seconds=3600)
-    queries.claim_documents(session, crashed, limit=2, ttl_seconds=3600)
-    queries.claim_documents(session, stale, limit=2, ttl_seconds=3600)
+    finished = open_job(session, "digitize")
+    crashed = open_job(session, "digitize", uuid.uuid4())
+    stale = open_job(session, "finetune")
+    claim_documents(session, finished, limit=2, ttl_seconds=3600)
+    claim_documents(session, crashed, limit=2, ttl_seconds=3600)
+    claim_documents(session, stale, limit=2, ttl_seconds=3600)
 
-    queries.close_job(session, finished, "failed", error="boom")
+    close_job(session, finished, "failed", error="boom")
     crashed_run = session.get(Job, crashed).flow_run_id
-    assert queries.mark_crashed_jobs(session, flow_run_ids=[crashed_run], error="killed") == [
-        crashed
-    ]
-    assert queries.mark_crashed_jobs(session, running_longer_than_seconds=3600) == []
-    assert queries.mark_crashed_jobs(session, running_longer_than_seconds=-1) == [stale]
+    assert mark_crashed_jobs(session, flow_run_ids=[crashed_run], error="killed") == [crashed]
+    assert mark_crashed_jobs(session, running_longer_than_seconds=3600) == []
+    assert mark_crashed_jobs(session, running_longer_than_seconds=-1) == [stale]
     with pytest.raises(ValueError):
-        queries.mark_crashed_jobs(session)
+        mark_crashed_jobs(session)
 
     session.expire_all()
     assert session.get(Job, crashed).status == JobStatus.CRASHED
@@ -363,7 +376,7 @@ def test_two_concurrent_claimers_never_share_a_document(engine):
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
         all_ids = set(add_documents(session, 200))
-        jobs = [queries.open_job(session, "digitize") for _ in range(2)]
+        jobs = [open_job(session, "digitize") for _ in range(2)]
 
     start = threading.Barrier(2)
     claimed: dict[int, list[int]] = {job: [] for job in jobs}
@@ -374,7 +387,7 @@ def test_two_concurrent_claimers_never_share_a_document(engine):
             start.wait()
             while True:
                 with session_scope(factory) as session:
-                    batch = queries.claim_documents(session, job_id, limit=7, ttl_seconds=600)
+                    batch = claim_documents(session, job_id, limit=7, ttl_seconds=600)
                     # Hold the locks a moment, so the other claimer meets locked rows.
                     session.execute(sa.text("SELECT pg_sleep(0.005)"))
                 if not batch:
@@ -403,10 +416,10 @@ def test_two_concurrent_claimers_never_share_a_document(engine):
 
 def test_expired_claim_becomes_claimable(session: Session):
     add_documents(session, 3)
-    crashed = queries.open_job(session, "digitize")
-    survivor = queries.open_job(session, "digitize")
-    held = queries.claim_documents(session, crashed, limit=10, ttl_seconds=3600)
-    expired = queries.claim_documents(session, survivor, limit=10, ttl_seconds=0)
+    crashed = open_job(session, "digitize")
+    survivor = open_job(session, "digitize")
+    held = claim_documents(session, crashed, limit=10, ttl_seconds=3600)
+    expired = claim_documents(session, survivor, limit=10, ttl_seconds=0)
     assert len(held) == 3 and expired == []
     session.commit()
 
@@ -415,38 +428,38 @@ def test_expired_claim_becomes_claimable(session: Session):
         sa.update(Document).values(claim_expires_at=sa.func.now() - dt.timedelta(seconds=1))
     )
     session.commit()
-    taken = queries.claim_documents(session, survivor, limit=10, ttl_seconds=3600)
+    taken = claim_documents(session, survivor, limit=10, ttl_seconds=3600)
     assert sorted(d.id for d in taken) == sorted(d.id for d in held)
     assert taken[0].bucket == "inbox" and taken[0].sha256 == sha(0)
 
     # The crashed job coming back cannot touch documents that are no longer its own.
-    assert queries.mark_document_failed(session, taken[0].id, crashed, "late") is False
-    assert queries.release_claim(session, taken[0].id, crashed) is False
+    assert mark_document_failed(session, taken[0].id, crashed, "late") is False
+    assert release_claim(session, taken[0].id, crashed) is False
     assert session.get(Document, taken[0].id).status == DocumentStatus.PROCESSING
 
 
 def test_claim_with_zero_ttl_expires_in_the_next_transaction(session: Session):
     add_documents(session, 2)
-    first = queries.open_job(session, "digitize")
-    second = queries.open_job(session, "digitize")
-    assert len(queries.claim_documents(session, first, limit=5, ttl_seconds=0)) == 2
+    first = open_job(session, "digitize")
+    second = open_job(session, "digitize")
+    assert len(claim_documents(session, first, limit=5, ttl_seconds=0)) == 2
     session.commit()
-    assert len(queries.claim_documents(session, second, limit=5, ttl_seconds=60)) == 2
+    assert len(claim_documents(session, second, limit=5, ttl_seconds=60)) == 2
 
 
 def test_claim_respects_status_ids_and_reprocess(session: Session):
     ids = add_documents(session, 5)
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
-    job = queries.open_job(session, "digitize")
+    version = register_model_version(session, "v1", "file:///m/v1")
+    job = open_job(session, "digitize")
 
-    only = queries.claim_documents(session, job, limit=10, ttl_seconds=60, document_ids=ids[:2])
+    only = claim_documents(session, job, limit=10, ttl_seconds=60, document_ids=ids[:2])
     assert [d.id for d in only] == ids[:2]
-    queries.mark_document_failed(session, ids[0], job, "unreadable PDF")
-    queries.store_extraction(session, ids[1], version, job, [{"name": "total", "value": "1"}])
+    mark_document_failed(session, ids[0], job, "unreadable PDF")
+    store_extraction(session, ids[1], version, job, [{"name": "total", "value": "1"}])
 
-    rest = queries.claim_documents(session, job, limit=10, ttl_seconds=60)
+    rest = claim_documents(session, job, limit=10, ttl_seconds=60)
     assert [d.id for d in rest] == ids[2:]
-    assert queries.release_claim(session, ids[2], job, reason="storage timeout") is True
+    assert release_claim(session, ids[2], job, reason="storage timeout") is True
     doc = session.get(Document, ids[2])
     assert (doc.status, doc.last_error, doc.claimed_by_job_id) == (
         "queued",
@@ -455,12 +468,12 @@ def test_claim_respects_status_ids_and_reprocess(session: Session):
     )
 
     # Failed and extracted documents come back only when reprocessing is asked for.
-    again = queries.claim_documents(session, job, limit=10, ttl_seconds=60)
+    again = claim_documents(session, job, limit=10, ttl_seconds=60)
     assert [d.id for d in again] == [ids[2]]
-    assert queries.claim_documents(session, job, limit=10, ttl_seconds=60) == []
-    redo = queries.claim_documents(session, job, limit=10, ttl_seconds=60, reprocess=True)
+    assert claim_documents(session, job, limit=10, ttl_seconds=60) == []
+    redo = claim_documents(session, job, limit=10, ttl_seconds=60, reprocess=True)
     assert [d.id for d in redo] == ids[:2]
-    assert queries.claim_documents(session, job, limit=0, ttl_seconds=60) == []
+    assert claim_documents(session, job, limit=0, ttl_seconds=60) == []
 
     failed = session.get(Document, ids[0])
     session.refresh(failed)
@@ -473,10 +486,10 @@ def test_claim_respects_status_ids_and_reprocess(session: Session):
 
 def test_store_extraction_replaces_instead_of_duplicating(session: Session):
     doc_id = add_documents(session, 1)[0]
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
-    first_job = queries.open_job(session, "digitize")
-    queries.claim_documents(session, first_job, limit=1, ttl_seconds=60)
-    first = queries.store_extraction(
+    version = register_model_version(session, "v1", "file:///m/v1")
+    first_job = open_job(session, "digitize")
+    claim_documents(session, first_job, limit=1, ttl_seconds=60)
+    first = store_extraction(
         session,
         doc_id,
         version,
@@ -492,8 +505,8 @@ def test_store_extraction_replaces_instead_of_duplicating(session: Session):
     assert (doc.status, doc.claimed_by_job_id, doc.claim_expires_at) == ("extracted", None, None)
     assert doc.page_count == 1
 
-    second_job = queries.open_job(session, "digitize")
-    second = queries.store_extraction(
+    second_job = open_job(session, "digitize")
+    second = store_extraction(
         session,
         doc_id,
         version,
@@ -522,14 +535,14 @@ def test_store_extraction_replaces_instead_of_duplicating(session: Session):
     assert doc.page_count == 2
 
     # Another model version keeps its own extraction next to the first.
-    other = queries.register_model_version(session, "v2", "file:///m/v2")
-    assert queries.store_extraction(session, doc_id, other, None, []) != first
+    other = register_model_version(session, "v2", "file:///m/v2")
+    assert store_extraction(session, doc_id, other, None, []) != first
     assert session.scalar(sa.select(sa.func.count()).select_from(Extraction)) == 2
 
 
 def test_field_values_are_stored_verbatim(session: Session):
     doc_id = add_documents(session, 1)[0]
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
+    version = register_model_version(session, "v1", "file:///m/v1")
     hostile = [
         "'); DROP TABLE fields;--",
         'quote " and \\ backslash \\N and \\t literal',
@@ -540,7 +553,7 @@ def test_field_values_are_stored_verbatim(session: Session):
     ]
     fields = [{"name": f"f{i};--", "value": value} for i, value in enumerate(hostile)]
     fields.append({"name": "'; DELETE FROM documents;--", "value": "1", "currency": "E\tUR"})
-    extraction_id = queries.store_extraction(session, doc_id, version, None, fields)
+    extraction_id = store_extraction(session, doc_id, version, None, fields)
     session.commit()
     stored = session.execute(
         sa.select(Field.name, Field.value, Field.currency)
@@ -552,8 +565,8 @@ def test_field_values_are_stored_verbatim(session: Session):
     assert session.scalar(sa.select(sa.func.count()).select_from(Document)) == 1
 
     # The portable INSERT path (drivers without COPY) stores the same values.
-    rows = [queries._field_row(extraction_id, f) for f in fields]
-    queries._insert_fields(session, rows, use_copy=False)
+    rows = [extractions._field_row(extraction_id, f) for f in fields]
+    extractions._insert_fields(session, rows, use_copy=False)
     again = session.scalars(
         sa.select(Field.value).where(Field.extraction_id == extraction_id).order_by(Field.id)
     ).all()
@@ -562,8 +575,8 @@ def test_field_values_are_stored_verbatim(session: Session):
 
 def test_field_normalised_values_and_boxes(session: Session):
     doc_id = add_documents(session, 1)[0]
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
-    queries.store_extraction(
+    version = register_model_version(session, "v1", "file:///m/v1")
+    store_extraction(
         session,
         doc_id,
         version,
@@ -591,30 +604,30 @@ def test_field_normalised_values_and_boxes(session: Session):
     assert due.box_x0 is None and due.review_status == "unreviewed"
 
     with pytest.raises(ValueError, match="unknown field keys"):
-        queries.store_extraction(session, doc_id, version, None, [{"name": "a", "valu": "b"}])
+        store_extraction(session, doc_id, version, None, [{"name": "a", "valu": "b"}])
     with pytest.raises(ValueError, match="box"):
-        queries.store_extraction(
+        store_extraction(
             session, doc_id, version, None, [{"name": "a", "value": "b", "box": [1, 2]}]
         )
 
 
 def test_store_extractions_in_one_batch(session: Session):
     ids = add_documents(session, 50)
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
-    job = queries.open_job(session, "digitize")
+    version = register_model_version(session, "v1", "file:///m/v1")
+    job = open_job(session, "digitize")
     records = [
-        queries.ExtractionRecord(
+        ExtractionRecord(
             doc_id, version, job, [{"name": f"k{j}", "value": str(j)} for j in range(doc_id % 5)]
         )
         for doc_id in ids
     ]
-    extraction_ids = queries.store_extractions(session, records)
+    extraction_ids = store_extractions(session, records)
     assert len(set(extraction_ids)) == 50
     assert session.scalar(sa.select(sa.func.count()).select_from(Field)) == sum(
         doc_id % 5 for doc_id in ids
     )
-    assert queries.document_status_counts(session)["extracted"] == 50
-    assert queries.store_extractions(session, []) == []
+    assert document_status_counts(session)["extracted"] == 50
+    assert store_extractions(session, []) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,16 +636,14 @@ def test_store_extractions_in_one_batch(session: Session):
 
 def test_current_fields_and_document_fields_views(session: Session):
     a, b, c = add_documents(session, 3)
-    old = queries.register_model_version(session, "v1", "file:///m/v1")
-    new = queries.register_model_version(session, "v2", "file:///m/v2")
-    queries.store_extraction(
-        session, a, old, None, [{"name": "total", "value": "500", "value_num": 500}]
-    )
-    queries.store_extraction(
+    old = register_model_version(session, "v1", "file:///m/v1")
+    new = register_model_version(session, "v2", "file:///m/v2")
+    store_extraction(session, a, old, None, [{"name": "total", "value": "500", "value_num": 500}])
+    store_extraction(
         session, b, old, None, [{"name": "total", "value": "150.00", "value_num": "150.00"}]
     )
     session.commit()  # the next extraction is later: a new transaction, a later now()
-    queries.store_extraction(
+    store_extraction(
         session,
         a,
         new,
@@ -692,12 +703,12 @@ def test_raw_value_is_stored_beside_the_styled_value(
     ("22 MAR 18"); a field no style changed stores NULL, which current_fields shows as the
     value. Both ways `store_extractions` writes fields store the same."""
     if use_copy:
-        assert queries._can_copy(session)  # the test database's driver takes the COPY path
+        assert extractions._can_copy(session)  # the test database's driver takes the COPY path
     else:
-        monkeypatch.setattr(queries, "_can_copy", lambda session: False)
+        monkeypatch.setattr(extractions, "_can_copy", lambda session: False)
     doc_id = add_documents(session, 1)[0]
-    version = queries.register_model_version(session, "v1", "file:///m/v1")
-    queries.store_extraction(
+    version = register_model_version(session, "v1", "file:///m/v1")
+    store_extraction(
         session,
         doc_id,
         version,
@@ -738,8 +749,8 @@ def test_raw_value_is_stored_beside_the_styled_value(
 
 
 def test_one_active_model_version(session: Session):
-    assert queries.active_model_version(session) is None
-    v1 = queries.register_model_version(
+    assert active_model_version(session) is None
+    v1 = register_model_version(
         session,
         "v1",
         "s3://artifacts/models/v1",
@@ -747,18 +758,18 @@ def test_one_active_model_version(session: Session):
         metrics={"f1": 0.8},
         status="active",
     )
-    v2 = queries.register_model_version(session, "v2", "s3://artifacts/models/v2", parent_id=v1)
-    assert queries.active_model_version(session).id == v1
+    v2 = register_model_version(session, "v2", "s3://artifacts/models/v2", parent_id=v1)
+    assert active_model_version(session).id == v1
     assert session.get(ModelVersion, v2).status == ModelStatus.CANDIDATE
 
-    queries.activate_model_version(session, v2)
-    active = queries.active_model_version(session)
+    activate_model_version(session, v2)
+    active = active_model_version(session)
     assert (active.id, active.parent_id, active.activated_at is not None) == (v2, v1, True)
     assert session.get(ModelVersion, v1).status == ModelStatus.RETIRED
-    assert queries.model_version_by_name(session, "v1").metrics == {"f1": 0.8}
+    assert model_version_by_name(session, "v1").metrics == {"f1": 0.8}
     with pytest.raises(LookupError):
-        queries.activate_model_version(session, 10**9)
-    assert queries.active_model_version(session).id == v2  # a failed activation retires nothing
+        activate_model_version(session, 10**9)
+    assert active_model_version(session).id == v2  # a failed activation retires nothing
     session.commit()
 
     # The database itself refuses a second active row, whatever the code around it does.
@@ -768,7 +779,7 @@ def test_one_active_model_version(session: Session):
         )
     session.rollback()
     with pytest.raises(IntegrityError):
-        queries.register_model_version(session, "v2", "s3://duplicate/name")
+        register_model_version(session, "v2", "s3://duplicate/name")
     session.rollback()
 
 
@@ -778,28 +789,28 @@ def test_one_active_model_version(session: Session):
 
 def test_labels_replace_and_latest_source_wins(session: Session):
     a, b, _ = add_documents(session, 3)
-    assert queries.store_labels(session, a, {"total": "10.00", "vendor": "ACME"}, "import") == 2
-    queries.store_labels(session, b, {"total": "7"}, "import")
+    assert store_labels(session, a, {"total": "10.00", "vendor": "ACME"}, "import") == 2
+    store_labels(session, b, {"total": "7"}, "import")
     session.commit()
-    queries.store_labels(session, a, {"total": "12.00"}, "review")
-    queries.store_labels(session, b, {"total": "8"}, "import")  # same source: replaced
-    assert queries.store_labels(session, b, {}, "import") == 0
+    store_labels(session, a, {"total": "12.00"}, "review")
+    store_labels(session, b, {"total": "8"}, "import")  # same source: replaced
+    assert store_labels(session, b, {}, "import") == 0
     session.commit()
 
-    labelled = queries.labelled_documents(session)
+    labelled = labelled_documents(session)
     assert [d.document_id for d in labelled] == [a, b]
     assert labelled[0].labels == {"total": "12.00", "vendor": "ACME"}
     assert labelled[1].labels == {"total": "8"}
     assert labelled[0].sha256 == sha(0) and labelled[0].key == "scans/00000.pdf"
-    imported_only = queries.labelled_documents(session, sources=["import"])
+    imported_only = labelled_documents(session, sources=["import"])
     assert imported_only[0].labels == {"total": "10.00", "vendor": "ACME"}
-    assert queries.labelled_documents(session, sources=["nobody"]) == []
+    assert labelled_documents(session, sources=["nobody"]) == []
 
 
 def test_training_runs(session: Session):
-    base = queries.register_model_version(session, "v1", "file:///m/v1", status="active")
-    job = queries.open_job(session, "finetune", parameters={"epochs": 3})
-    run = queries.start_training_run(
+    base = register_model_version(session, "v1", "file:///m/v1", status="active")
+    job = open_job(session, "finetune", parameters={"epochs": 3})
+    run = start_training_run(
         session,
         "finetune",
         base_version_id=base,
@@ -807,9 +818,9 @@ def test_training_runs(session: Session):
         parameters={"lr": 3e-4},
         train_size=80,
     )
-    result = queries.register_model_version(session, "v2", "file:///m/v2", parent_id=base)
+    result = register_model_version(session, "v2", "file:///m/v2", parent_id=base)
     curve = [{"step": 0, "loss": 2.5}, {"step": 10, "loss": 1.25}]
-    queries.finish_training_run(
+    finish_training_run(
         session,
         run,
         "completed",
@@ -818,8 +829,8 @@ def test_training_runs(session: Session):
         loss_curve=curve,
         holdout_size=20,
     )
-    failed = queries.start_training_run(session, "pretrain")
-    queries.finish_training_run(session, failed, "failed", error="out of memory")
+    failed = start_training_run(session, "pretrain")
+    finish_training_run(session, failed, "failed", error="out of memory")
     session.expire_all()
 
     done = session.get(TrainingRun, run)
@@ -834,6 +845,6 @@ def test_training_runs(session: Session):
     broken = session.get(TrainingRun, failed)
     assert (broken.status, broken.error, broken.loss_curve) == ("failed", "out of memory", [])
     with pytest.raises(ValueError):
-        queries.finish_training_run(session, run, "running")
+        finish_training_run(session, run, "running")
     with pytest.raises(LookupError):
-        queries.finish_training_run(session, 10**9, "failed")
+        finish_training_run(session, 10**9, "failed")

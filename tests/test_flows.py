@@ -297,7 +297,7 @@ def test_summary_markdown_lists_failures_and_fields():
 
 
 def register_active(settings: Settings, model_dir: Path) -> None:
-    from db.queries import register_model_version
+    from db.model_versions import register_model_version
     from db.session import session_scope
     from flows.clients import sessions
 

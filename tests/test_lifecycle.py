@@ -269,7 +269,7 @@ def test_activate_then_rollback_and_the_next_digitize_uses_the_active_version(
 def test_activate_refuses_a_version_whose_weights_are_gone(
     lifecycle: Lifecycle, tiny_model: Path, tmp_path: Path
 ):
-    from db.queries import register_model_version
+    from db.model_versions import register_model_version
     from db.session import session_scope
     from flows.clients import object_store, sessions
 
@@ -299,7 +299,7 @@ def test_activate_refuses_a_version_whose_weights_are_gone(
 
 
 def test_labels_list_export_and_import_are_a_round_trip(lifecycle: Lifecycle, tmp_path: Path):
-    from db.queries import labelled_documents
+    from db.labels import labelled_documents
     from flows.clients import sessions
 
     settings = lifecycle.settings
@@ -362,8 +362,8 @@ def test_rollback_walks_back_through_history_kept_before_and_after_the_migration
     from sqlalchemy.orm import Session
 
     from db import migrate
+    from db.model_versions import activate_model_version, rollback_target
     from db.models import ActivationKind
-    from db.queries import activate_model_version, rollback_target
 
     migrate.upgrade(empty_database_url, "0002")
     engine = sa.create_engine(empty_database_url)

@@ -365,7 +365,7 @@ def test_two_runs_at_once_share_the_documents_without_overlap(
     """Two worker processes start `digitize` on the same prefix and claim at the same moment
     (both held at their claim by the test's lock, then let go together): every document is
     extracted by exactly one of them."""
-    from db.queries import DocumentObject, register_documents
+    from db.documents import DocumentObject, register_documents
     from db.session import session_scope
     from flows.clients import object_store, sessions
 
@@ -438,7 +438,7 @@ def test_finetune_crash_half_way_keeps_the_active_model_and_records_the_failure(
     shutil.copytree(random_model, half_written)
     weights = half_written / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    from db.queries import register_model_version
+    from db.model_versions import register_model_version
     from db.session import session_scope
     from flows.clients import sessions
 
@@ -468,7 +468,8 @@ def test_finetune_crash_half_way_keeps_the_active_model_and_records_the_failure(
 def test_a_job_is_abandoned_only_when_its_claims_ran_out(empty_database_url):
     """The rule the next run applies to spot dead runs, case by case: claims all expired, or
     no claims and older than the TTL; a run renewing its claims is never taken for dead."""
-    from db import queries
+    from db.documents import DocumentObject, register_documents
+    from db.jobs import abandoned_jobs, claim_documents, mark_crashed_jobs, open_job, renew_claims
     from db.migrate import upgrade
     from db.session import make_engine, make_session_factory, session_scope
 
@@ -477,13 +478,12 @@ def test_a_job_is_abandoned_only_when_its_claims_ran_out(empty_database_url):
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
         objects = [
-            queries.DocumentObject("inbox", f"{i}.png", f"{i:064x}", 1, "image/png")
-            for i in range(4)
+            DocumentObject("inbox", f"{i}.png", f"{i:064x}", 1, "image/png") for i in range(4)
         ]
-        ids = [d.id for d in queries.register_documents(session, objects)]
-        live, dead, idle, young = (queries.open_job(session, "digitize") for _ in range(4))
-        queries.claim_documents(session, live, 2, ttl_seconds=60, document_ids=ids[:2])
-        queries.claim_documents(session, dead, 2, ttl_seconds=60, document_ids=ids[2:])
+        ids = [d.id for d in register_documents(session, objects)]
+        live, dead, idle, young = (open_job(session, "digitize") for _ in range(4))
+        claim_documents(session, live, 2, ttl_seconds=60, document_ids=ids[:2])
+        claim_documents(session, dead, 2, ttl_seconds=60, document_ids=ids[2:])
         session.execute(
             sa.text(
                 "UPDATE documents SET claim_expires_at = now() - interval '1 second' "
@@ -497,12 +497,12 @@ def test_a_job_is_abandoned_only_when_its_claims_ran_out(empty_database_url):
         )
     with session_scope(sessions) as session:
         # A live run renews as it stores chunks; only claims past half their time move.
-        assert queries.renew_claims(session, live, ttl_seconds=60) == 2
-        assert queries.renew_claims(session, live, ttl_seconds=60) == 0
-        found = queries.abandoned_jobs(session, "digitize", ttl_seconds=60, exclude=[young])
+        assert renew_claims(session, live, ttl_seconds=60) == 2
+        assert renew_claims(session, live, ttl_seconds=60) == 0
+        found = abandoned_jobs(session, "digitize", ttl_seconds=60, exclude=[young])
         assert found == sorted([dead, idle])
-        assert queries.abandoned_jobs(session, "finetune", ttl_seconds=60) == []
-        queries.mark_crashed_jobs(session, job_ids=found, error="lost")
+        assert abandoned_jobs(session, "finetune", ttl_seconds=60) == []
+        mark_crashed_jobs(session, job_ids=found, error="lost")
     rows = query(empty_database_url, "SELECT status, claimed_by_job_id FROM documents ORDER BY id")
     assert [tuple(r) for r in rows] == [
         ("processing", live),

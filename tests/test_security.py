@@ -142,8 +142,12 @@ def test_no_secret_in_the_logs_of_a_run_with_credentials_from_secret_blocks(
 def test_sql_in_values_is_stored_and_read_back_verbatim(empty_database_url):
     """Field values, names, labels and object keys that look like SQL (or like COPY's own
     escapes) go through the store paths and come back byte for byte."""
-    from db import queries
+    from db.documents import DocumentObject, known_objects, register_documents
+    from db.extractions import store_extraction
+    from db.jobs import open_job
+    from db.labels import labelled_documents, store_labels
     from db.migrate import upgrade
+    from db.model_versions import register_model_version
     from db.session import make_engine, make_session_factory, session_scope
 
     upgrade(empty_database_url)
@@ -152,19 +156,19 @@ def test_sql_in_values_is_stored_and_read_back_verbatim(empty_database_url):
     nasty = [EVIL, "x'; DELETE FROM documents; --", "tab\there", "line\nbreak", "\\N", "back\\"]
     key = f"in/{EVIL}/$1 %s :name.png"
     with session_scope(sessions) as session:
-        [document] = queries.register_documents(
+        [document] = register_documents(
             session,
-            [queries.DocumentObject("inbox", key, "a" * 64, 10, "image/png", f"etag{EVIL}")],
+            [DocumentObject("inbox", key, "a" * 64, 10, "image/png", f"etag{EVIL}")],
         )
-        version = queries.register_model_version(session, f"model{EVIL}", f"/m/{EVIL}")
-        job = queries.open_job(session, "digitize", parameters={"prefix": EVIL})
+        version = register_model_version(session, f"model{EVIL}", f"/m/{EVIL}")
+        job = open_job(session, "digitize", parameters={"prefix": EVIL})
         fields = [{"name": f"f{i}{EVIL}", "value": value} for i, value in enumerate(nasty)]
-        queries.store_extraction(session, document.id, version, job, fields)
-        queries.store_labels(session, document.id, {EVIL: EVIL, "total": nasty[1]}, source=EVIL)
+        store_extraction(session, document.id, version, job, fields)
+        store_labels(session, document.id, {EVIL: EVIL, "total": nasty[1]}, source=EVIL)
 
     with session_scope(sessions) as session:
-        assert queries.known_objects(session, "inbox", {key: f"etag{EVIL}"}) == {key}
-        [labelled] = queries.labelled_documents(session, sources=[EVIL])
+        assert known_objects(session, "inbox", {key: f"etag{EVIL}"}) == {key}
+        [labelled] = labelled_documents(session, sources=[EVIL])
         assert labelled.key == key and labelled.labels == {EVIL: EVIL, "total": nasty[1]}
     rows = query(
         empty_database_url,
@@ -209,7 +213,7 @@ def test_sql_is_built_from_constants_only():
         # a WHERE clause picked from three constants; the value itself is bound (:v)
         "db/reads.py:fields_of_document",
         # COPY's column list, a module constant
-        "db/queries.py:_insert_fields",
+        "db/extractions.py:_insert_fields",
         # CREATE DATABASE takes no parameters: the name is quoted as an identifier first
         "flows/services.py:create_database",
         # DROP VIEW / DROP TYPE of names listed in the migration itself

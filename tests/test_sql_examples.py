@@ -38,7 +38,7 @@ def test_the_demo_prints_the_first_example():
 
 
 def test_every_example_runs_on_a_digitized_database(prefect_api, docflow_env, receipts, tiny_model):
-    from db.queries import store_labels
+    from db.labels import store_labels
     from db.session import session_scope
     from flows.clients import object_store, sessions
     from flows.digitize import digitize

@@ -1,0 +1,339 @@
+"""Jobs and the documents they hold: opening, counting and closing a job, finding and marking
+the ones whose process died, and claiming documents for a job (claim, renew, fail, release)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Document, DocumentStatus, Job, JobKind, JobStatus
+
+
+def open_job(
+    session: Session,
+    kind: JobKind | str,
+    flow_run_id: uuid.UUID | str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> int:
+    """A new job in status 'running'; returns its id."""
+    job = Job(
+        kind=JobKind(kind),
+        flow_run_id=uuid.UUID(str(flow_run_id)) if flow_run_id is not None else None,
+        parameters=dict(parameters or {}),
+        status=JobStatus.RUNNING,
+    )
+    session.add(job)
+    session.flush()
+    return job.id
+
+
+def add_job_counts(
+    session: Session,
+    job_id: int,
+    *,
+    documents_seen: int = 0,
+    documents_extracted: int = 0,
+    documents_failed: int = 0,
+    pages: int = 0,
+) -> None:
+    """Add to a job's counters; safe from concurrent tasks (each adds in place, x = x + n)."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            documents_seen=Job.documents_seen + documents_seen,
+            documents_extracted=Job.documents_extracted + documents_extracted,
+            documents_failed=Job.documents_failed + documents_failed,
+            pages=Job.pages + pages,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def close_job(
+    session: Session,
+    job_id: int,
+    status: JobStatus | str,
+    *,
+    documents_seen: int | None = None,
+    documents_extracted: int | None = None,
+    documents_failed: int | None = None,
+    pages: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Finish a job: set its final status, finish time, error and (given) counts.
+
+    A finished job holds no claims: documents it still has claimed go back to 'queued'.
+    """
+    status = JobStatus(status)
+    if status is JobStatus.RUNNING:
+        raise ValueError("close_job needs a final status, not 'running'")
+    values: dict[str, Any] = {"status": status, "finished_at": func.now(), "error": error}
+    counts = {
+        "documents_seen": documents_seen,
+        "documents_extracted": documents_extracted,
+        "documents_failed": documents_failed,
+        "pages": pages,
+    }
+    values.update({name: count for name, count in counts.items() if count is not None})
+    found = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(**values)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if found is None:
+        raise LookupError(f"no job {job_id}")
+    _release_claims_of_jobs(session, [job_id], reason=None)
+
+
+def mark_crashed_jobs(
+    session: Session,
+    *,
+    job_ids: Iterable[int] | None = None,
+    flow_run_ids: Iterable[uuid.UUID | str] | None = None,
+    running_longer_than_seconds: float | None = None,
+    error: str = "crashed",
+) -> list[int]:
+    """Mark running jobs crashed and put the documents they held back to 'queued'.
+
+    Picks jobs still 'running' that match any of the given selectors: their ids, their Prefect
+    flow-run ids (for runs Prefect reports as crashed), or a start older than a threshold.
+    Claims would expire on their own after the TTL; this frees them at once. Returns the ids.
+    """
+    selectors = []
+    if job_ids is not None:
+        selectors.append(Job.id.in_(list(job_ids)))
+    if flow_run_ids is not None:
+        selectors.append(Job.flow_run_id.in_([uuid.UUID(str(f)) for f in flow_run_ids]))
+    if running_longer_than_seconds is not None:
+        cutoff = func.now() - dt.timedelta(seconds=running_longer_than_seconds)
+        selectors.append(Job.started_at < cutoff)
+    if not selectors:
+        raise ValueError("give job_ids, flow_run_ids or running_longer_than_seconds")
+    crashed = list(
+        session.scalars(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING, or_(*selectors))
+            .values(status=JobStatus.CRASHED, finished_at=func.now(), error=error)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    _release_claims_of_jobs(session, crashed, reason=f"job crashed: {error}")
+    return sorted(crashed)
+
+
+def abandoned_jobs(
+    session: Session, kind: JobKind | str, ttl_seconds: float, *, exclude: Iterable[int] = ()
+) -> list[int]:
+    """Running jobs of `kind` that show no sign of life: the process behind them is gone.
+
+    A live digitize job renews its claims each time a chunk is stored (`renew_claims`), so a
+    job is abandoned when it still holds claims but every one of them has expired, or when it
+    holds none and started more than `ttl_seconds` ago (killed before it claimed anything).
+    Pass the ids to `mark_crashed_jobs`; nothing else marks a job whose process was killed.
+    """
+    cutoff = func.now() - dt.timedelta(seconds=ttl_seconds)
+    held = (
+        select(Document.id)
+        .where(Document.claimed_by_job_id == Job.id, Document.status == DocumentStatus.PROCESSING)
+        .correlate(Job)
+    )
+    live = held.where(Document.claim_expires_at > func.now())
+    return sorted(
+        session.scalars(
+            select(Job.id).where(
+                Job.status == JobStatus.RUNNING,
+                Job.kind == JobKind(kind),
+                Job.id.not_in(list(exclude)),
+                ~live.exists(),
+                or_(held.exists(), Job.started_at < cutoff),
+            )
+        )
+    )
+
+
+def job_of_flow_run(session: Session, flow_run_id: uuid.UUID | str) -> Job | None:
+    return session.scalars(
+        select(Job)
+        .where(Job.flow_run_id == uuid.UUID(str(flow_run_id)))
+        .order_by(Job.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def renew_claims(session: Session, job_id: int, ttl_seconds: float) -> int:
+    """The sign of life of a running job: the claims `job_id` holds that have less than half
+    of `ttl_seconds` left now expire `ttl_seconds` from now. Returns how many were renewed.
+
+    Renewing only claims past half their time keeps the cost flat: a run of any size rewrites
+    its claims about twice per TTL, not after every chunk. Rows that another transaction holds
+    (a chunk of this job being stored) are skipped, not waited for: waiting here, after that
+    transaction's own updates wait on rows this one renewed, would be a deadlock.
+    """
+    renewable = (
+        select(Document.id)
+        .where(
+            Document.claimed_by_job_id == job_id,
+            Document.status == DocumentStatus.PROCESSING,
+            Document.claim_expires_at < func.now() + dt.timedelta(seconds=ttl_seconds / 2),
+        )
+        .with_for_update(skip_locked=True)
+        .cte("renewable")
+    )
+    result = session.execute(
+        update(Document)
+        .where(Document.id == renewable.c.id)
+        .values(claim_expires_at=func.now() + dt.timedelta(seconds=ttl_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def _release_claims_of_jobs(session: Session, job_ids: list[int], reason: str | None) -> None:
+    if not job_ids:
+        return
+    values: dict[str, Any] = _unclaimed(DocumentStatus.QUEUED)
+    if reason is not None:
+        values["last_error"] = reason
+    session.execute(
+        update(Document)
+        .where(
+            Document.claimed_by_job_id.in_(job_ids),
+            Document.status == DocumentStatus.PROCESSING,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _unclaimed(status: DocumentStatus) -> dict[str, Any]:
+    return {
+        "status": status,
+        "claimed_by_job_id": None,
+        "claim_expires_at": None,
+        "updated_at": func.now(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# claiming work
+
+
+@dataclass(frozen=True)
+class ClaimedDocument:
+    """A document this job now holds: everything needed to fetch and process it."""
+
+    id: int
+    bucket: str
+    key: str
+    sha256: str
+    media_type: str
+    size: int
+    etag: str | None
+    page_count: int | None
+
+
+def claim_documents(
+    session: Session,
+    job_id: int,
+    limit: int,
+    ttl_seconds: float,
+    document_ids: Iterable[int] | None = None,
+    reprocess: bool = False,
+) -> list[ClaimedDocument]:
+    """Claim up to `limit` documents for `job_id`, oldest first; they become 'processing'.
+
+    Claimable: documents in 'new' or 'queued' (also 'failed' and 'extracted' when `reprocess`),
+    and documents whose claim has expired (its job crashed or stalled past `ttl_seconds`).
+    `document_ids` restricts the claim to those documents (a triggered run).
+
+    Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent claimers pass over each other's
+    rows instead of waiting, and never both get one document: a row another transaction
+    claimed and committed meanwhile is re-checked after its lock and no longer qualifies.
+    """
+    if limit <= 0:
+        return []
+    statuses = [DocumentStatus.NEW, DocumentStatus.QUEUED, DocumentStatus.PROCESSING]
+    if reprocess:
+        statuses += [DocumentStatus.FAILED, DocumentStatus.EXTRACTED]
+    # Only 'processing' rows carry a claim; for them an expired claim is what makes them
+    # claimable. The other statuses have NULL claim columns.
+    claim_free = or_(Document.claim_expires_at.is_(None), Document.claim_expires_at <= func.now())
+    candidates = (
+        select(Document.id)
+        .where(Document.status.in_(statuses), claim_free)
+        .order_by(Document.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if document_ids is not None:
+        candidates = candidates.where(Document.id.in_(list(document_ids)))
+    candidates = candidates.cte("candidates")
+    rows = session.execute(
+        update(Document)
+        .where(Document.id == candidates.c.id)
+        .values(
+            status=DocumentStatus.PROCESSING,
+            claimed_by_job_id=job_id,
+            claim_expires_at=func.now() + dt.timedelta(seconds=ttl_seconds),
+            updated_at=func.now(),
+        )
+        .returning(
+            Document.id,
+            Document.source_bucket,
+            Document.source_key,
+            Document.sha256,
+            Document.media_type,
+            Document.size,
+            Document.etag,
+            Document.page_count,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return sorted((ClaimedDocument(*row) for row in rows), key=lambda doc: doc.id)
+
+
+def mark_document_failed(session: Session, document_id: int, job_id: int, reason: str) -> bool:
+    """A permanent failure (unreadable file, no pages): 'failed' with the reason, claim cleared.
+
+    Only the job holding the claim may do this; returns False (and changes nothing) when the
+    claim is no longer this job's, e.g. it expired and another job took the document.
+    """
+    return _finish_claim(session, document_id, job_id, DocumentStatus.FAILED, reason)
+
+
+def release_claim(
+    session: Session, document_id: int, job_id: int, reason: str | None = None
+) -> bool:
+    """A transient failure (storage timeout, worker shutting down): back to 'queued', so the
+    next run claims it again. Same ownership rule and return value as mark_document_failed."""
+    return _finish_claim(session, document_id, job_id, DocumentStatus.QUEUED, reason)
+
+
+def _finish_claim(
+    session: Session, document_id: int, job_id: int, status: DocumentStatus, reason: str | None
+) -> bool:
+    values = _unclaimed(status)
+    if reason is not None:
+        values["last_error"] = reason
+    found = session.execute(
+        update(Document)
+        .where(
+            Document.id == document_id,
+            Document.claimed_by_job_id == job_id,
+            Document.status == DocumentStatus.PROCESSING,
+        )
+        .values(**values)
+        .returning(Document.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return found is not None
