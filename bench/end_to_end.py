@@ -58,7 +58,7 @@ def temporary_services(echo=print) -> Iterator[Any]:
 
     The DOCFLOW_* variables and PREFECT_HOME are set in this process (the flow reads its
     settings from them), so call this before prefect is imported."""
-    from flows import services
+    from embedded import services
     from flows.settings import Settings, get_settings
 
     home = Path(tempfile.mkdtemp(prefix="docflow-bench-"))
@@ -92,7 +92,7 @@ def fresh_state(base_settings, tag: str, new_buckets: bool = True):
     made the flow's settings."""
     from sqlalchemy.engine import make_url
 
-    from flows import services
+    from embedded import services
     from flows.settings import get_settings
 
     # Bucket names take hyphens, not underscores; database names the other way round.

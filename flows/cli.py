@@ -14,28 +14,28 @@ from collections.abc import Callable
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from flows import services
+    from embedded import services
 
     services.up(_settings())
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from flows import services
+    from embedded import services
 
     services.down(_settings())
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from flows import services
+    from embedded import services
 
     services.prepare(_settings())
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from flows import services
+    from embedded import services
 
     checks = services.status(_settings())
     width = max(len(c.name) for c in checks)
@@ -1156,7 +1156,7 @@ def _settings():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from flows.services import apply_prefect_environment
+    from embedded.services import apply_prefect_environment
 
     # Before any subcommand imports prefect, which reads its settings once, at import.
     apply_prefect_environment(_settings())
@@ -1173,7 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
 def _explain(exc: Exception) -> str | None:
     """A one-line message for the failures a user can fix (a service down, a port taken);
     None for anything else, which keeps its traceback."""
-    from flows.services import ServiceError
+    from embedded.services import ServiceError
     from flows.storage import StorageError
 
     if isinstance(exc, (ServiceError, StorageError, CommandError)):

@@ -82,7 +82,7 @@ def build_tiny_model(folder: Path, documents: list[SynthDocument]) -> Path:
 
 
 def prepare_services(settings: Settings) -> None:
-    from flows import services
+    from embedded import services
 
     services.prepare(settings, echo=lambda *_: None)
 

@@ -182,11 +182,12 @@ def test_sql_in_values_is_stored_and_read_back_verbatim(empty_database_url):
 
 
 def sql_built_from_text() -> set[str]:
-    """Places in flows/ and db/ where the SQL handed to the database is built with an f-string,
-    `%` or `.format`, as "file:function"."""
+    """Places in flows/, embedded/ and db/ where the SQL handed to the database is built with an
+    f-string, `%` or `.format`, as "file:function"."""
     sql_calls = {"text", "execute", "exec_driver_sql", "copy_expert"}
     found = set()
-    for path in sorted([*ROOT.glob("flows/*.py"), *ROOT.glob("db/**/*.py")]):
+    packages = ("flows", "embedded", "db")
+    for path in sorted(path for package in packages for path in ROOT.glob(f"{package}/**/*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -215,7 +216,7 @@ def test_sql_is_built_from_constants_only():
         # COPY's column list, a module constant
         "db/extractions.py:_insert_fields",
         # CREATE DATABASE takes no parameters: the name is quoted as an identifier first
-        "flows/services.py:create_database",
+        "embedded/services.py:create_database",
         # DROP VIEW / DROP TYPE of names listed in the migration itself
         "db/migrations/versions/0001_initial_schema.py:downgrade",
     }
