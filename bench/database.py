@@ -85,7 +85,7 @@ def free_port_block(size: int, start: int = 20000, end: int = 40000) -> int:
 @contextlib.contextmanager
 def temporary_postgres() -> Iterator[str]:
     """The embedded default's PostgreSQL under a temporary home: yields its database URL."""
-    from embedded.services import EmbeddedPostgres
+    from embedded.postgres import EmbeddedPostgres
     from flows.settings import Settings
 
     home = Path(tempfile.mkdtemp(prefix="docflow-bench-pg-"))
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.fields, args.chunks, args.write_fields = 50_000, [8, 64], 3_000
 
-    from embedded.services import apply_prefect_environment
+    from embedded.prefect_env import apply_prefect_environment
     from flows.settings import Settings
 
     # flows.tasks imports prefect; keep its state out of the user's ~/.prefect.

@@ -58,7 +58,9 @@ def temporary_services(echo=print) -> Iterator[Any]:
 
     The DOCFLOW_* variables and PREFECT_HOME are set in this process (the flow reads its
     settings from them), so call this before prefect is imported."""
-    from embedded import services
+    from embedded.control import stop
+    from embedded.prefect_env import apply_prefect_environment
+    from flows import provision
     from flows.settings import Settings, get_settings
 
     home = Path(tempfile.mkdtemp(prefix="docflow-bench-"))
@@ -72,12 +74,12 @@ def temporary_services(echo=print) -> Iterator[Any]:
     os.environ.update(values)
     get_settings.cache_clear()
     settings = Settings()
-    services.apply_prefect_environment(settings)
+    apply_prefect_environment(settings)
     try:
-        services.up(settings, echo=echo)
+        provision.up(settings, echo=echo)
         yield settings
     finally:
-        services.down(settings, echo=echo)
+        stop(settings, echo=echo)
         shutil.rmtree(home, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
@@ -92,7 +94,8 @@ def fresh_state(base_settings, tag: str, new_buckets: bool = True):
     made the flow's settings."""
     from sqlalchemy.engine import make_url
 
-    from embedded import services
+    from embedded.postgres import EmbeddedPostgres
+    from flows import provision
     from flows.settings import get_settings
 
     # Bucket names take hyphens, not underscores; database names the other way round.
@@ -105,8 +108,8 @@ def fresh_state(base_settings, tag: str, new_buckets: bool = True):
         os.environ["DOCFLOW_ARTIFACT_BUCKET"] = f"artifacts-{tag}"
     get_settings.cache_clear()
     settings = get_settings()
-    services.EmbeddedPostgres(settings).create_database()
-    services.prepare(settings, echo=lambda *_: None)
+    EmbeddedPostgres(settings).create_database()
+    provision.prepare(settings, echo=lambda *_: None)
     return settings
 
 

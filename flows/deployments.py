@@ -26,7 +26,8 @@ def start_api(echo: Callable[[str], None] = print) -> None:
 
     Prefect would start it at the first client call anyway; starting it here says so first,
     because its first start creates and migrates a SQLite database, which takes a while on a
-    small machine (the start-up timeout is raised for it in `embedded.services.prefect_environment`).
+    small machine (the start-up timeout is raised for it in
+    `embedded.prefect_env.prefect_environment`).
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 

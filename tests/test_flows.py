@@ -82,9 +82,9 @@ def build_tiny_model(folder: Path, documents: list[SynthDocument]) -> Path:
 
 
 def prepare_services(settings: Settings) -> None:
-    from embedded import services
+    from flows import provision
 
-    services.prepare(settings, echo=lambda *_: None)
+    provision.prepare(settings, echo=lambda *_: None)
 
 
 def seed_ocr_cache(settings: Settings, documents: list[SynthDocument]) -> None:

@@ -1,7 +1,8 @@
 """The layering of DESIGN.md, kept true: `docformer` is a library usable with no Prefect, no
-database and no bucket; `db` knows neither the flows nor the model. Every import statement of
-every module counts, including the ones inside functions (imported late for speed, still a
-dependency)."""
+database and no bucket; `db` knows neither the flows nor the model; `embedded` starts and
+checks the services and knows nothing of what runs on them (no flows, schema or model, no
+Prefect or S3 client). Every import statement of every module counts, including the ones inside
+functions (imported late for speed, still a dependency)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "docformer": {"flows", "db", "prefect", "sqlalchemy", "minio"},
     "db": {"flows", "docformer", "prefect"},
+    "embedded": {"flows", "docformer", "db", "prefect", "minio"},
 }
 
 

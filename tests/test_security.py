@@ -216,7 +216,7 @@ def test_sql_is_built_from_constants_only():
         # COPY's column list, a module constant
         "db/extractions.py:_insert_fields",
         # CREATE DATABASE takes no parameters: the name is quoted as an identifier first
-        "embedded/services.py:create_database",
+        "embedded/postgres.py:create_database",
         # DROP VIEW / DROP TYPE of names listed in the migration itself
         "db/migrations/versions/0001_initial_schema.py:downgrade",
     }

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import free_port_block
 
-from embedded.services import LOOPBACK, SEAWEEDFS_PORT_FLAGS, port_is_free, seaweedfs_ports
+from embedded.processes import LOOPBACK, port_is_free
+from embedded.seaweedfs import SEAWEEDFS_PORT_FLAGS, seaweedfs_ports
 from flows.storage import ObjectStore
 
 DOCFLOW = Path(sys.executable).parent / "docflow"
@@ -171,7 +172,7 @@ def test_ephemeral_prefect_api_first_start_under_load(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCFLOW_", "PREFECT_"))}
     env["DOCFLOW_HOME"] = str(tmp_path / "home")
     script = (
-        "from embedded.services import apply_prefect_environment\n"
+        "from embedded.prefect_env import apply_prefect_environment\n"
         "from flows.settings import Settings\n"
         "apply_prefect_environment(Settings())\n"
         "from flows.deployments import ensure_concurrency_limits, start_api\n"
