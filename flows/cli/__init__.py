@@ -1186,7 +1186,3 @@ def _explain(exc: Exception) -> str | None:
             reason = str(exc.orig).strip().splitlines()[0]
             return f"database {_settings().masked_database_url}: {reason}"
     return None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
