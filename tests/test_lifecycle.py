@@ -170,7 +170,7 @@ def test_finetune_records_a_run_and_a_candidate_and_prints_the_comparison(
     # once trained), and the training run of its job, printed as the same table.
     from prefect.client.orchestration import get_client
 
-    from flows.cli import finished_training_run, follow_flow_run, progress_percent
+    from flows.cli.training import finished_training_run, follow_flow_run, progress_percent
 
     [job] = rows(settings, "SELECT flow_run_id FROM jobs WHERE kind = 'finetune'")
     with get_client(sync_client=True) as client:

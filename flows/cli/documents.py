@@ -1,0 +1,215 @@
+"""Documents in, digitize, results out: `upload`, `run`, `jobs`, `fields`, `export` and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flows.cli.common import api_url, load_settings, open_session, print_rows, progress_bar
+
+UPLOAD_EVENT = "docflow.document.uploaded"
+
+
+def emit_upload_event(bucket: str, keys: list[str]):
+    """Tell Prefect that `keys` arrived in `bucket`: the `digitize-on-upload` deployment's
+    trigger starts a run for exactly those keys. Any client may emit the same event: name
+    `docflow.document.uploaded`, resource id `docflow.inbox.<bucket>`, payload
+    {"bucket": ..., "keys": [...]}."""
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    event = emit_event(
+        event=UPLOAD_EVENT,
+        resource={
+            "prefect.resource.id": f"docflow.inbox.{bucket}",
+            "prefect.resource.name": bucket,
+        },
+        payload={"bucket": bucket, "keys": keys},
+    )
+    EventsWorker.drain_all()  # events are sent in the background; this process ends next
+    return event
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows.clients import object_store
+
+    settings = load_settings()
+    store = object_store(settings)
+    store.ensure_bucket(settings.inbox_bucket)
+    keys = []
+    with progress_bar() as progress:
+        bar = progress.add_task("uploading", total=len(args.files))
+        for path in map(Path, args.files):
+            key = f"{settings.inbox_prefix}{args.prefix}{path.name}"
+            store.put_file(settings.inbox_bucket, key, path)
+            keys.append(key)
+            progress.advance(bar)
+    for key in keys:
+        print(f"s3://{settings.inbox_bucket}/{key}")
+    if not args.no_event:
+        event = emit_upload_event(settings.inbox_bucket, keys)
+        if event is None:
+            print("no event sent: Prefect events are turned off here", file=sys.stderr)
+        else:
+            print(f"event {UPLOAD_EVENT} {event.id}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    parameters = {
+        "prefix": args.prefix,
+        "bucket": args.bucket,
+        "limit": args.limit,
+        "model_version": args.model,
+        "chunk_size": args.chunk_size,
+        "reprocess": args.reprocess,
+        "modified_since": args.modified_since,
+    }
+    parameters = {k: v for k, v in parameters.items() if v not in (None, False)}
+    if api_url() and not args.local:
+        from prefect.deployments import run_deployment
+
+        flow_run = run_deployment(
+            args.deployment, parameters=parameters, timeout=None if args.wait else 0
+        )
+        print(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
+        if args.wait:
+            summary = _job_of_flow_run(flow_run.id)
+            if summary:
+                print_summary(summary)
+            return 0 if flow_run.state.is_completed() else 1
+        return 0
+    # The embedded default: the flow runs here, on the ephemeral API.
+    from flows.deployments import ensure_concurrency_limits, start_api
+    from flows.digitize import digitize
+
+    start_api()
+    ensure_concurrency_limits()
+    print_summary(digitize(**parameters))
+    return 0
+
+
+def _job_of_flow_run(flow_run_id) -> dict | None:
+    from db.jobs import job_of_flow_run
+    from flows.jobs import JobSummary
+
+    with open_session() as session:
+        job = job_of_flow_run(session, flow_run_id)
+        return None if job is None else JobSummary.of(job).to_dict()
+
+
+def print_summary(summary: dict) -> None:
+    """The job summary a person reads after a run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"digitize job {summary['job_id']}: {summary['status']}")
+    for column in ("documents", "extracted", "failed", "pages", "pages/min", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(
+            str(summary[k])
+            for k in ("documents", "extracted", "failed", "pages", "pages_per_minute", "seconds")
+        )
+    )
+    console.print(table)
+    for failure in summary.get("failures") or []:
+        console.print(f"  failed: {failure['key']}: {failure['reason']}", markup=False)
+    if summary.get("fields"):
+        fields = Table(title="fields stored")
+        for column in ("field", "documents", "mean confidence"):
+            fields.add_column(column)
+        for item in summary["fields"]:
+            fields.add_row(item["name"], str(item["count"]), str(item["mean_confidence"]))
+        console.print(fields)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from db.reads import recent_jobs
+
+    with open_session() as session:
+        columns, rows = recent_jobs(session, args.limit)
+    print_rows(columns, rows, title="recent jobs")
+    return 0
+
+
+def cmd_fields(args: argparse.Namespace) -> int:
+    """DOCUMENT: a document id, a sha256 (or its first 8+ characters) or an object key."""
+    from db.reads import fields_of_document
+
+    with open_session() as session:
+        columns, rows = fields_of_document(session, args.document)
+    if not rows:
+        print(f"no extracted fields for {args.document!r}", file=sys.stderr)
+        return 1
+    print_rows(columns, rows)
+    return 0
+
+
+def _output(path: str | None):
+    import contextlib
+
+    if path is None:
+        return contextlib.nullcontext(sys.stdout)
+    return open(path, "w", newline="", encoding="utf-8")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every current field, one row per field, as CSV, JSON lines or Parquet."""
+    import csv
+    import json
+
+    from db.reads import current_fields
+
+    with open_session() as session:
+        columns, rows = current_fields(session, args.since)
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    if args.format == "parquet":
+        if not args.out:
+            raise SystemExit("docflow export: --format parquet needs --out FILE")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(records), args.out)
+    else:
+        with _output(args.out) as out:
+            if args.format == "csv":
+                writer = csv.DictWriter(out, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(records)
+            else:
+                for record in records:
+                    out.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+    if args.out:
+        print(f"{len(records)} fields written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows import demo
+    from flows.deployments import ensure_concurrency_limits, start_api
+    from flows.digitize import digitize
+
+    settings = load_settings()
+    with progress_bar() as progress:
+        bar = progress.add_task("making sample scans", total=args.count)
+        documents = []
+        for document in demo.demo_documents(args.count, args.seed):
+            documents.append(document)
+            progress.advance(bar)
+    with progress_bar() as progress:
+        bar = progress.add_task("uploading to the inbox", total=len(documents))
+        prefix = f"{settings.inbox_prefix}{demo.DEMO_PREFIX}"
+        demo.upload_documents(settings, documents, prefix, lambda: progress.advance(bar))
+    start_api()
+    ensure_concurrency_limits()
+    summary = digitize(prefix=prefix)
+    print_summary(summary)
+    print("\nAn example query (docs/SQL.md):\n")
+    print(demo.EXAMPLE_QUERY)
+    columns, rows = demo.run_example_query(settings)
+    print_rows(columns, rows)
+    return 0

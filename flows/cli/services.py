@@ -1,0 +1,64 @@
+"""The commands around the services: `up`, `down`, `init`, `status`, `db` (schema migrations) and
+`deploy` (work pools, the concurrency limit and the deployments on a Prefect server)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flows.cli.common import load_settings
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from flows import provision
+
+    provision.up(load_settings())
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from embedded.control import stop
+
+    stop(load_settings())
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from flows import provision
+
+    provision.prepare(load_settings())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from flows import provision
+
+    checks = provision.status(load_settings())
+    width = max(len(c.name) for c in checks)
+    for check in checks:
+        mark = "ok  " if check.answers else "DOWN"
+        print(f"{mark} {check.name:<{width}}  {check.endpoint}  ({check.detail})")
+    return 0 if all(c.answers for c in checks) else 1
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from db import migrate
+
+    url = load_settings().database_url.get_secret_value()
+    if args.db_command == "upgrade":
+        migrate.upgrade(url, args.revision)
+    elif args.db_command == "downgrade":
+        migrate.downgrade(url, args.revision)
+    else:
+        print(migrate.current(url) or "(empty database: no revision applied)")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from flows.deployments import deploy_all
+
+    result = deploy_all(extract_slots=args.extract_slots)
+    print(result.stdout[-4000:], end="")
+    if result.returncode != 0:
+        print(result.stderr[-4000:], file=sys.stderr, end="")
+    return result.returncode
