@@ -194,7 +194,7 @@ class Filler:
         """The `ExtractedChunk` that `extract_chunk` would hand to `store_chunk` (without page
         rows when `with_pages` is False: to show what the page rows cost)."""
         from db.extractions import ExtractionRecord
-        from flows.tasks import ExtractedChunk
+        from flows.chunks import ExtractedChunk
 
         records = [
             ExtractionRecord(

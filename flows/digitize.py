@@ -28,11 +28,11 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import Progress, digitize_markdown, publish_markdown
+from flows.chunks import StoredChunk
 from flows.jobs import finish_job, open_job
 from flows.registry import resolve_model
 from flows.settings import get_settings
 from flows.tasks import (
-    StoredChunk,
     check_extract_limit,
     discover_and_claim,
     extract_chunk,

@@ -8,12 +8,12 @@ store, database pool) in `flows.clients` and the retry policy every task shares 
 `flows.retries`; a document is read by `docformer.reader.DocumentReader` with the OCR cache of
 `flows.ocr_cache`.
 
-Each task is a small function of plain values (dataclasses of ids, keys and field dicts), so a
-Dask or Ray task runner could ship it to another machine. Big things never travel between
-tasks: page images are rendered again from the document's bytes where they are needed, and the
-OCR result goes from `ocr_chunk` to `extract_chunk` through the OCR cache in the artifact bucket
-(`ocr/<engine id>/<sha256>/<page>.json`), which is also what lets a re-run or a new model skip
-OCR altogether.
+Each task is a small function of plain values (the dataclasses of `flows.chunks`: ids, keys
+and field dicts), so a Dask or Ray task runner could ship it to another machine. Big things
+never travel between tasks: page images are rendered again from the document's bytes where
+they are needed, and the OCR result goes from `ocr_chunk` to `extract_chunk` through the OCR
+cache in the artifact bucket (`ocr/<engine id>/<sha256>/<page>.json`), which is also what lets
+a re-run or a new model skip OCR altogether.
 
 Errors, sorted by what helps:
 - transient (`StorageUnavailable`, a lost database connection): the task is retried with
@@ -37,7 +37,6 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +51,7 @@ from db.models import DocumentSource, JobKind
 from docformer.document import Document
 from docformer.io import DocumentError, ReadLimits
 from docformer.reader import DocumentReader
+from flows.chunks import Discovery, ExtractedChunk, Failure, OCRChunk, OCRDocument, StoredChunk
 from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
 from flows.registry import ModelRef
@@ -66,72 +66,7 @@ DISCOVERY_READERS = 8
 
 
 # ---------------------------------------------------------------------------------------------
-# what travels between tasks
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A document (or an object not yet a document) that could not be processed, and why."""
-
-    key: str
-    reason: str
-    document_id: int | None = None
-
-
-@dataclass
-class Discovery:
-    listed: int = 0
-    unchanged: int = 0
-    registered_new: int = 0
-    registered_known: int = 0
-    claimed: list[ClaimedDocument] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-@dataclass
-class OCRDocument:
-    """A claimed document whose every page has an OCR result in the cache."""
-
-    claim: ClaimedDocument
-    pages: list[dict[str, Any]]  # rows for `pages`: page_index, width, height, ... word_count
-
-
-@dataclass
-class OCRChunk:
-    documents: list[OCRDocument] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    released: list[Failure] = field(default_factory=list)  # back to 'queued': try next run
-    pages_ocred: int = 0
-    pages_cached: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class ExtractedChunk:
-    records: list[ExtractionRecord] = field(default_factory=list)
-    keys: dict[int, str] = field(default_factory=dict)  # document id -> object key
-    failures: list[Failure] = field(default_factory=list)
-    released: list[Failure] = field(default_factory=list)
-    pages: int = 0
-    pages_ocred: int = 0
-    pages_cached: int = 0
-    ocr_seconds: float = 0.0
-    extract_seconds: float = 0.0
-
-
-@dataclass
-class StoredChunk:
-    documents: int = 0
-    extracted: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    released: int = 0
-    pages: int = 0
-    pages_ocred: int = 0
-    pages_cached: int = 0
-    ocr_seconds: float = 0.0
-    extract_seconds: float = 0.0
-    store_seconds: float = 0.0
+# a document's own failures
 
 
 class DocumentFailed(Exception):

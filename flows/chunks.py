@@ -1,0 +1,76 @@
+"""What the digitize tasks hand each other: plain dataclasses of ids, keys and field dicts (so a
+Dask or Ray task runner could ship them to another machine), one per step of a chunk of
+documents, and the failures they carry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from db.extractions import ExtractionRecord
+from db.jobs import ClaimedDocument
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A document (or an object not yet a document) that could not be processed, and why."""
+
+    key: str
+    reason: str
+    document_id: int | None = None
+
+
+@dataclass
+class Discovery:
+    listed: int = 0
+    unchanged: int = 0
+    registered_new: int = 0
+    registered_known: int = 0
+    claimed: list[ClaimedDocument] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class OCRDocument:
+    """A claimed document whose every page has an OCR result in the cache."""
+
+    claim: ClaimedDocument
+    pages: list[dict[str, Any]]  # rows for `pages`: page_index, width, height, ... word_count
+
+
+@dataclass
+class OCRChunk:
+    documents: list[OCRDocument] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    released: list[Failure] = field(default_factory=list)  # back to 'queued': try next run
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractedChunk:
+    records: list[ExtractionRecord] = field(default_factory=list)
+    keys: dict[int, str] = field(default_factory=dict)  # document id -> object key
+    failures: list[Failure] = field(default_factory=list)
+    released: list[Failure] = field(default_factory=list)
+    pages: int = 0
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    ocr_seconds: float = 0.0
+    extract_seconds: float = 0.0
+
+
+@dataclass
+class StoredChunk:
+    documents: int = 0
+    extracted: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    released: int = 0
+    pages: int = 0
+    pages_ocred: int = 0
+    pages_cached: int = 0
+    ocr_seconds: float = 0.0
+    extract_seconds: float = 0.0
+    store_seconds: float = 0.0
