@@ -100,7 +100,7 @@ class ExtractedField:
     raw_value: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        """The field as `db.queries.ExtractionRecord.fields` takes it."""
+        """The field as `db.extractions.ExtractionRecord.fields` takes it."""
         return {
             "name": self.name,
             "value": self.value,
