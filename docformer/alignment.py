@@ -157,6 +157,9 @@ class ValueAlignment:
     word_indices: tuple[int, ...]  # consecutive run of that page's ocr.words, reading order
     method: str  # one of ALIGNMENT_METHODS
     score: float  # 100 for the non-fuzzy stages, rapidfuzz ratio for fuzzy
+    # The value's other runs found at the same stage, as (page, word indices): the label says
+    # what is printed, not which of its copies the user read (see `build_tagging_rows`).
+    also_printed: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 def find_value_runs(
@@ -231,9 +234,7 @@ def align_value(
     found = _value_candidates(value, pages, min_ratio)
     if found is None:
         return None
-    method, score, candidates = found
-    page, run = _nearest_candidate(candidates, pages, usual_place)
-    return ValueAlignment(field, page, tuple(run), method, score)
+    return _choose(field, found, pages, usual_place)
 
 
 def usual_places(
@@ -265,19 +266,22 @@ class AlignmentReport:
     labels: dict[str, int] = field(default_factory=dict)
     aligned: dict[str, int] = field(default_factory=dict)
     by_method: dict[str, dict[str, int]] = field(default_factory=dict)
+    printed_more_than_once: dict[str, int] = field(default_factory=dict)
 
     def add(self, field: str, alignment: ValueAlignment | None) -> None:
         """Count one label of `field`, aligned by `alignment` or not aligned (None)."""
         self.labels[field] = self.labels.get(field, 0) + 1
         self.aligned.setdefault(field, 0)
         methods = self.by_method.setdefault(field, {})
+        self.printed_more_than_once.setdefault(field, 0)
         if alignment is not None:
             self.aligned[field] += 1
             methods[alignment.method] = methods.get(alignment.method, 0) + 1
+            self.printed_more_than_once[field] += bool(alignment.also_printed)
 
     def to_dict(self) -> dict[str, dict[str, object]]:
-        """JSON-safe: {field: {"labels": n, "aligned": m, "by_method": {method: k}}}, methods
-        in stage order (strictest first)."""
+        """JSON-safe: {field: {"labels": n, "aligned": m, "by_method": {method: k},
+        "printed_more_than_once": j}}, methods in stage order (strictest first)."""
         return {
             name: {
                 "labels": count,
@@ -287,6 +291,7 @@ class AlignmentReport:
                     for method in ALIGNMENT_METHODS
                     if method in self.by_method.get(name, {})
                 },
+                "printed_more_than_once": self.printed_more_than_once.get(name, 0),
             }
             for name, count in self.labels.items()
         }
@@ -304,7 +309,8 @@ def align_examples(
     1. every value is searched (`find_value_runs` on each page); values found exactly once
        are aligned, and their centres give each field's usual place (`usual_places`);
     2. values found more than once go to the run nearest their field's usual place, or to the
-       first in reading order when the field was never found exactly once.
+       first in reading order when the field was never found exactly once; the other runs are
+       kept in `also_printed`.
 
     Example i of the result holds only the fields aligned in example i. Blank values (a label
     with nothing to find) are neither aligned nor counted in the report.
@@ -331,9 +337,7 @@ def align_examples(
         for name, found in found_here:
             alignment = None
             if found is not None:
-                method, score, candidates = found
-                page, run = _nearest_candidate(candidates, pages, places.get(name))
-                alignment = ValueAlignment(name, page, tuple(run), method, score)
+                alignment = _choose(name, found, pages, places.get(name))
                 aligned[name] = alignment
             report.add(name, alignment)
         results.append(aligned)
@@ -361,6 +365,20 @@ def _value_candidates(
         for run in runs
     ]
     return method, score, candidates
+
+
+def _choose(
+    field: str,
+    found: tuple[str, float, list[tuple[int, list[int]]]],
+    pages: Sequence[OCRResult],
+    usual_place: tuple[float, float] | None,
+) -> ValueAlignment:
+    """The alignment of `field` at the candidate nearest `usual_place`, the others kept as
+    `also_printed`."""
+    method, score, candidates = found
+    page, run = _nearest_candidate(candidates, pages, usual_place)
+    others = tuple((p, tuple(r)) for p, r in candidates if (p, r) != (page, run))
+    return ValueAlignment(field, page, tuple(run), method, score, others)
 
 
 def _nearest_candidate(

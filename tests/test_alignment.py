@@ -163,8 +163,13 @@ def test_alignment_report_counts() -> None:
     report.add("total", None)
     report.add("company", None)
     expected = {
-        "total": {"labels": 4, "aligned": 3, "by_method": {"exact": 2, "fuzzy": 1}},
-        "company": {"labels": 1, "aligned": 0, "by_method": {}},
+        "total": {
+            "labels": 4,
+            "aligned": 3,
+            "by_method": {"exact": 2, "fuzzy": 1},
+            "printed_more_than_once": 0,
+        },
+        "company": {"labels": 1, "aligned": 0, "by_method": {}, "printed_more_than_once": 0},
     }
     assert report.to_dict() == expected
     assert json.loads(json.dumps(report.to_dict())) == expected
@@ -184,18 +189,36 @@ def test_align_examples_learns_the_usual_place_from_unique_values() -> None:
     assert line_of(results[0]["total"], [bottom_total]) == 18
     assert line_of(results[2]["total"], [TOTAL_TWICE]) == 18
     assert results[2]["total"] == align_value("total", "9.00", [TOTAL_TWICE], (0.05, 0.95))
+    # the copy not chosen (line 1) is kept, for training to leave out of the loss
+    ((page, run),) = results[2]["total"].also_printed
+    assert line_of(ValueAlignment("total", page, run, "exact", 100.0), [TOTAL_TWICE]) == 1
     assert report.to_dict() == {
-        "total": {"labels": 3, "aligned": 3, "by_method": {"exact": 3}},
+        "total": {
+            "labels": 3,
+            "aligned": 3,
+            "by_method": {"exact": 3},
+            "printed_more_than_once": 1,
+        },
         # "ACME SDN BHD" is nowhere near the lone word "ACME" (fuzzy ratio 50); "" is skipped.
-        "company": {"labels": 2, "aligned": 1, "by_method": {"exact": 1}},
-        "date": {"labels": 1, "aligned": 0, "by_method": {}},
+        "company": {
+            "labels": 2,
+            "aligned": 1,
+            "by_method": {"exact": 1},
+            "printed_more_than_once": 0,
+        },
+        "date": {"labels": 1, "aligned": 0, "by_method": {}, "printed_more_than_once": 0},
     }
 
 
 def test_align_examples_without_a_usual_place_takes_the_first() -> None:
     results, report = align_examples([({"total": "9.00"}, [TOTAL_TWICE])])
     assert line_of(results[0]["total"], [TOTAL_TWICE]) == 1
-    assert report.to_dict()["total"] == {"labels": 1, "aligned": 1, "by_method": {"exact": 1}}
+    assert report.to_dict()["total"] == {
+        "labels": 1,
+        "aligned": 1,
+        "by_method": {"exact": 1},
+        "printed_more_than_once": 1,
+    }
 
 
 def test_grounding_still_importable_from_extraction() -> None:
