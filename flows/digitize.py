@@ -5,13 +5,14 @@ The recipe (each step a task in `flows/tasks.py`):
 1. open a `jobs` row linked to this flow run;
 2. resolve the model version (default: the active one);
 3. discover new or changed objects, register them by sha256, claim this run's documents;
-4. OCR, mapped over chunks of documents, with the results cached in the artifact bucket;
-5. extract the fields in batches, under the global concurrency limit `docflow-extract`;
-6. store each chunk's extractions, failures and counts in one transaction;
-7. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
+4. one task per chunk of documents (`digitize_chunk`): renew the claims, OCR (the results
+   cached in the artifact bucket), extract the fields in batches under the global concurrency
+   limit `docflow-extract`, and store the chunk's extractions, failures and counts in one
+   transaction;
+5. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
 
 Where and when it runs lives in `prefect.yaml`; in-process runs (`docflow run`) use the
-ephemeral Prefect API. Tasks run in threads (`ThreadPoolTaskRunner`): one OCR engine per
+ephemeral Prefect API. Chunks run in threads (`ThreadPoolTaskRunner`): one OCR engine per
 process uses several cores inside each page, and the threads overlap one chunk's OCR with
 another's reading, extraction and storing. For more than one machine, a Dask or Ray task runner
 spreads the chunks; the tasks already pass only small, picklable values.
@@ -32,16 +33,9 @@ from flows.chunks import StoredChunk
 from flows.jobs import finish_job, open_job
 from flows.registry import resolve_model
 from flows.settings import get_settings
-from flows.tasks import (
-    check_extract_limit,
-    discover_and_claim,
-    extract_chunk,
-    ocr_chunk,
-    release_chunk,
-    store_chunk,
-)
+from flows.tasks import check_extract_limit, digitize_chunk, discover_and_claim, release_chunk
 
-# Tasks in flight at once: enough to keep OCR, extraction and storing overlapped on a small
+# Chunks in flight at once: enough to keep OCR, extraction and storing overlapped on a small
 # machine; the OCR engine and the concurrency limit bound the heavy parts anyway.
 TASK_THREADS = 4
 
@@ -99,24 +93,14 @@ def digitize(
         chunks = [claimed[i : i + chunk_size] for i in range(0, len(claimed), chunk_size)]
         progress = Progress(len(claimed), "digitize-progress", f"job {job_id}: documents done")
 
-        ocr = ocr_chunk.map(chunks)
-        extracted = extract_chunk.map(ocr, model=unmapped(model), job_id=unmapped(job_id))
-        stored = store_chunk.map(
-            extracted, job_id=unmapped(job_id), documents=[len(c) for c in chunks]
-        )
-
-        chunk_of = {
-            store_future.task_run_id: (chunk, (ocr_future, extract_future, store_future))
-            for chunk, ocr_future, extract_future, store_future in zip(
-                chunks, ocr, extracted, stored, strict=True
-            )
-        }
+        stored = digitize_chunk.map(chunks, model=unmapped(model), job_id=unmapped(job_id))
+        chunk_of = {future.task_run_id: chunk for chunk, future in zip(chunks, stored, strict=True)}
         results: list[StoredChunk] = []
         chunk_errors: list[str] = []
         released = 0
         for future in as_completed(stored):
-            chunk, futures = chunk_of[future.task_run_id]
-            outcome = _chunk_outcome(futures)
+            chunk = chunk_of[future.task_run_id]
+            outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, StoredChunk):
                 results.append(outcome)
                 released += outcome.released
@@ -170,24 +154,6 @@ def digitize(
         summary["pages_per_minute"],
     )
     return summary
-
-
-def _chunk_outcome(futures: tuple) -> Any:
-    """A chunk's StoredChunk, or the error that stopped it.
-
-    When a chunk's OCR or extraction fails for good, the tasks after it never run: they stay
-    Pending ("NotReady") and have no result to ask for (asking raises `UnfinishedRun`, which
-    would fail the whole run over one chunk). The error is then the first failed task's.
-    """
-    *upstream, stored = futures
-    stored.wait()
-    if stored.state.is_completed():
-        return stored.result()
-    for future in [*upstream, stored]:
-        future.wait()
-        if future.state.is_final() and not future.state.is_completed():
-            return future.result(raise_on_failure=False)
-    return RuntimeError(f"the chunk's tasks ended in state {stored.state.name}")
 
 
 def _close_failed(job_id: int, error: BaseException) -> None:

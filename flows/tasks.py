@@ -1,6 +1,7 @@
 """The tasks of the `digitize` flow, in the order a document meets them.
 
-    open_job -> resolve_model -> discover_and_claim -> ocr_chunk -> extract_chunk -> store_chunk
+    open_job -> resolve_model -> discover_and_claim
+        -> digitize_chunk, mapped over chunks: ocr_chunk -> extract_chunk -> store_chunk
     -> finish_job
 
 The job tasks are in `flows.jobs`, the model registry in `flows.registry`, the clients (object
@@ -23,7 +24,11 @@ Errors, sorted by what helps:
   is gone or too large; OCR or the model fails on it): that document is marked failed with the
   reason and the run goes on; it is not retried.
 
-Claims hold for `claim_ttl_seconds` and every stored chunk renews its job's claims, so a live
+One mapped task per chunk (`digitize_chunk`) runs its stages as nested task runs, each with
+its own retries, so a chunk is stored as soon as it is extracted, not after every chunk's OCR
+has been queued ahead of it.
+
+Claims hold for `claim_ttl_seconds` and every chunk renews its job's claims, so a live
 run keeps its documents and a killed one loses them: the next run's discovery marks a job whose
 claims all ran out `crashed` (`db.jobs.abandoned_jobs`) and takes its documents.
 
@@ -41,6 +46,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -438,6 +444,29 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
         renew_claims(session, job_id, get_settings().claim_ttl_seconds)
     stored.store_seconds = time.monotonic() - started
     return stored
+
+
+@task(name="digitize-chunk", cache_policy=NO_CACHE, persist_result=False)
+def digitize_chunk(claims: Sequence[ClaimedDocument], model: ModelRef, job_id: int) -> StoredChunk:
+    """One chunk from claimed documents to stored rows: OCR, extraction, then one transaction.
+
+    Not retried itself: each stage retries its own transient errors, and a stage that fails
+    for good fails the chunk, which the flow then gives back to the queue (`release_chunk`).
+    """
+    renew_job_claims(job_id)
+    ocr = ocr_chunk(claims)
+    extracted = extract_chunk(ocr, model, job_id)
+    return store_chunk(extracted, job_id, len(claims))
+
+
+@task(name="renew-claims", **TASK_OPTIONS)
+def renew_job_claims(job_id: int) -> int:
+    """The job's sign of life as a chunk starts: its claims hold for another TTL from now."""
+    from db.jobs import renew_claims
+    from db.session import session_scope
+
+    with session_scope(sessions()) as session:
+        return renew_claims(session, job_id, get_settings().claim_ttl_seconds)
 
 
 @task(name="release-chunk", **TASK_OPTIONS)
