@@ -29,7 +29,16 @@ FIELD_KEYS = frozenset(
     }
 )
 PAGE_KEYS = frozenset(
-    {"page_index", "width", "height", "has_text_layer", "ocr_engine", "word_count"}
+    {
+        "page_index",
+        "width",
+        "height",
+        "has_text_layer",
+        "ocr_engine",
+        "word_count",
+        "text",
+        "heading_text",
+    }
 )
 
 
@@ -43,7 +52,9 @@ class ExtractionRecord:
     (date or ISO string), currency, confidence, page, box ([x0, y0, x1, y1] in page pixels, or
     None) and review_status.
     pages: dicts with page_index, width, height, and optionally has_text_layer, ocr_engine,
-    word_count; when given they are upserted and the document's page_count set to their number.
+    word_count, text and heading_text (the page's OCR text and its heading lines, what full-text
+    search reads); when given they are upserted and the document's page_count set to their
+    number.
     """
 
     document_id: int
@@ -171,6 +182,11 @@ def _can_copy(session: Session) -> bool:
     return session.connection().dialect.driver == "psycopg2"
 
 
+def _page_text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL, which a text layer can carry; None stays NULL (not read).
+    return None if value is None else value.replace("\x00", "")
+
+
 PAGE_COLUMNS = (
     "document_id",
     "page_index",
@@ -179,23 +195,26 @@ PAGE_COLUMNS = (
     "has_text_layer",
     "ocr_engine",
     "word_count",
+    "text",
+    "heading_text",
 )
 # Fixed SQL over arrays, like the extraction statements below: a multi-row VALUES built per
 # call costs more to compile in Python than PostgreSQL spends running it.
 UPSERT_PAGES = text(
     """
     INSERT INTO pages (document_id, page_index, width, height, has_text_layer, ocr_engine,
-                       word_count)
+                       word_count, text, heading_text)
     SELECT * FROM unnest(
         CAST(:document_id AS bigint[]), CAST(:page_index AS integer[]),
         CAST(:width AS integer[]), CAST(:height AS integer[]),
         CAST(:has_text_layer AS boolean[]), CAST(:ocr_engine AS text[]),
-        CAST(:word_count AS integer[])
+        CAST(:word_count AS integer[]), CAST(:text AS text[]), CAST(:heading_text AS text[])
     )
     ON CONFLICT (document_id, page_index) DO UPDATE
     SET width = excluded.width, height = excluded.height,
         has_text_layer = excluded.has_text_layer, ocr_engine = excluded.ocr_engine,
-        word_count = excluded.word_count
+        word_count = excluded.word_count, text = excluded.text,
+        heading_text = excluded.heading_text
     """
 )
 SET_PAGE_COUNTS = text(
@@ -236,6 +255,8 @@ def store_pages_of_documents(
                     "has_text_layer": bool(item.get("has_text_layer", False)),
                     "ocr_engine": item.get("ocr_engine"),
                     "word_count": item.get("word_count", 0),
+                    "text": _page_text(item.get("text")),
+                    "heading_text": _page_text(item.get("heading_text")),
                 }
             )
     if not rows:

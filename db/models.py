@@ -25,6 +25,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     Date,
     DateTime,
     Enum,
@@ -42,7 +43,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Constraint names follow one convention, so migrations can drop them by a predictable name.
@@ -209,7 +210,30 @@ class DocumentSource(Base):
     __table_args__ = (UniqueConstraint("bucket", "key"),)
 
 
+# The page's words for full-text search, heading lines weighed 'A' and the whole page 'D', so a
+# page with the words in its title ranks above one with them in a footnote (heading lines are
+# also in `text`, so they count twice; what makes a line a heading is in flows/page_text.py).
+# The 'simple' configuration lower-cases words and nothing else: the documents are in several
+# languages (English, German and French invoices, Malay words on Malaysian receipts), and one
+# language's stemmer and stop words would mangle the words of the others; names, invoice
+# numbers and amounts are searched as printed anyway. The migration that adds the column writes
+# the same expression (tests/test_search.py compares them).
+SEARCH_VECTOR = (
+    "setweight(to_tsvector('simple', coalesce(heading_text, '')), 'A')"
+    " || setweight(to_tsvector('simple', coalesce(text, '')), 'D')"
+)
+
+
 class Page(Base):
+    """One page of a document: its size, how it was read, and its OCR text.
+
+    `text` is the page's words in reading order, one line of text per line of the page, and
+    `heading_text` the lines of it printed large (titles, names); both NULL for pages stored
+    before they were kept, until the document is processed again (`docflow run --reprocess`).
+    `search_vector` is computed from them by PostgreSQL (GIN-indexed): search with
+    `search_vector @@ websearch_to_tsquery('simple', ...)`.
+    """
+
     __tablename__ = "pages"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -220,10 +244,16 @@ class Page(Base):
     has_text_layer: Mapped[bool] = mapped_column(Boolean, server_default="false")
     ocr_engine: Mapped[str | None] = mapped_column(Text)
     word_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    text: Mapped[str | None] = mapped_column(Text)
+    heading_text: Mapped[str | None] = mapped_column(Text)
+    search_vector: Mapped[str] = mapped_column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True))
 
     document: Mapped[Document] = relationship(back_populates="pages")
 
-    __table_args__ = (UniqueConstraint("document_id", "page_index"),)
+    __table_args__ = (
+        UniqueConstraint("document_id", "page_index"),
+        Index("ix_pages_search_vector", "search_vector", postgresql_using="gin"),
+    )
 
 
 class ModelVersion(Base):

@@ -65,7 +65,7 @@ TABLES = {
     "model_versions",
     "training_runs",
 }
-VIEWS = {"current_fields", "document_fields"}
+VIEWS = {"current_fields", "document_fields", "document_text"}
 
 
 @pytest.fixture
