@@ -36,7 +36,7 @@ class OCRDocument:
     """A claimed document whose every page has an OCR result in the cache."""
 
     claim: ClaimedDocument
-    pages: list[dict[str, Any]]  # rows for `pages`: page_index, width, height, ... word_count
+    pages: list[dict[str, Any]]  # rows for `pages`: page_index, width, height, ... text
 
 
 @dataclass

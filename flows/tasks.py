@@ -60,6 +60,7 @@ from docformer.reader import DocumentReader
 from flows.chunks import Discovery, ExtractedChunk, Failure, OCRChunk, OCRDocument, StoredChunk
 from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
+from flows.page_text import page_text
 from flows.registry import ModelRef
 from flows.retries import TASK_OPTIONS
 from flows.settings import Settings, get_settings
@@ -92,6 +93,9 @@ class DocumentChanged(Exception):
 
 
 def page_row(page_index: int, ocr, has_text_layer: bool) -> dict[str, Any]:
+    """The `pages` row of one page, its OCR text included: the text is what full-text search
+    reads, and the OCR cache in the bucket is no place to search (`flows.page_text`)."""
+    text, heading_text = page_text(ocr)
     return {
         "page_index": page_index,
         "width": ocr.width,
@@ -99,6 +103,8 @@ def page_row(page_index: int, ocr, has_text_layer: bool) -> dict[str, Any]:
         "has_text_layer": has_text_layer,
         "ocr_engine": ocr.engine,
         "word_count": len(ocr.words),
+        "text": text,
+        "heading_text": heading_text,
     }
 
 
