@@ -41,16 +41,23 @@ def progress_bar():
 
 def print_rows(columns: list[str], rows: list[tuple], title: str | None = None) -> None:
     """A table, its title on a line of its own above it (a table's own title is wrapped to the
-    table's width, which cuts a long one into pieces)."""
+    table's width, which cuts a long one into pieces).
+
+    Values are shown as their text, never read as Rich markup: a key or a page that prints
+    "[bold]" or "[/]" shows it as it is. A value that is already a `rich.text.Text` is shown
+    with its own styles (how a caller highlights part of a value)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     table = Table(show_header=any(columns))
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(
+            *(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row)
+        )
     if title:
         console.print(title, markup=False, highlight=False)
     console.print(table)
