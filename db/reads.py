@@ -1,12 +1,12 @@
-"""The reads people run from the command line (`docflow jobs`, `fields`, `export`): each returns
-the column names and the rows, as SQL gives them, for a table or a file. The writes the flows
-make are in the other modules of `db` (`documents`, `jobs`, `extractions`, ...); the views
-these read are in `db/views`."""
+"""The reads people run from the command line (`docflow jobs`, `fields`, `export`, `search`):
+each returns the column names and the rows, as SQL gives them, for a table or a file, or
+(`search_pages`) typed rows. The writes the flows make are in the other modules of `db`
+(`documents`, `jobs`, `extractions`, ...); the views these read are in `db/views`."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -67,4 +67,89 @@ def current_fields(session: Session, since: datetime | str | None = None) -> Tab
     return _table(session, CURRENT_FIELDS, since=since)
 
 
-__all__ = ["current_fields", "fields_of_document", "recent_jobs"]
+# ts_headline marks each match between these two control characters (STX and ETX, "start" and
+# "end of text"), taken out of the page's text before highlighting, so a caller tells a
+# highlight from anything the page says: ts_headline's default "<b>" can be printed on a page.
+HIGHLIGHT_START = "\x02"
+HIGHLIGHT_STOP = "\x03"
+# Up to two fragments of the page around its matches, so a snippet shows more than the first
+# match of a long page; ShortWord=0 because by default words of up to 3 letters are cut from a
+# fragment's ends, and on a receipt those are amounts, currencies and codes ("12", "EUR").
+HEADLINE_OPTIONS = (
+    f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_STOP}, "
+    'MaxFragments=2, MaxWords=12, MinWords=4, ShortWord=0, FragmentDelimiter=" ... "'
+)
+# In fragments, ts_headline never ends a fragment on a number, so a page's last line
+# "TOTAL 12.50" would lose its amount: a word appended to the page (and taken off the snippet,
+# highlighted or not) gives the last fragment a word to end on.
+PAGE_END = "\ndocflowpageend"
+PAGE_END_PATTERN = f"\n{HIGHLIGHT_START}?docflowpageend{HIGHLIGHT_STOP}?$"
+
+# The matching pages ranked in the inner query, through the GIN index on search_vector; the
+# snippets (ts_headline parses the page's text again, the costly part) made for the `limit`
+# best only. ts_rank weighs heading lines 'A' and the page 'D' (db/models.py), so a page with
+# the words in its title comes first. websearch_to_tsquery takes what people type into a search
+# box: words (all of them), "a phrase", `or`, and -word to leave pages with it out.
+SEARCH_PAGES = text(
+    """
+    SELECT best.document_id, best.source_bucket, best.source_key, best.page_index, best.rank,
+           regexp_replace(
+               ts_headline('simple', translate(best.text, :markers, '') || :page_end,
+                           websearch_to_tsquery('simple', :query), :options),
+               :page_end_pattern, ''
+           ) AS snippet
+    FROM (
+        SELECT document_id, source_bucket, source_key, page_index, coalesce(text, '') AS text,
+               ts_rank(search_vector, websearch_to_tsquery('simple', :query)) AS rank
+        FROM document_text
+        WHERE search_vector @@ websearch_to_tsquery('simple', :query)
+        ORDER BY rank DESC, document_id, page_index
+        LIMIT :limit
+    ) AS best
+    ORDER BY best.rank DESC, best.document_id, best.page_index
+    """
+)
+
+
+class PageMatch(NamedTuple):
+    """A page that matches a search: its document, its index (from 0), how well it matches
+    (ts_rank: higher is better) and a snippet of its text around the matches, each match
+    between HIGHLIGHT_START and HIGHLIGHT_STOP."""
+
+    document_id: int
+    source_bucket: str
+    source_key: str
+    page_index: int
+    rank: float
+    snippet: str
+
+    def snippet_parts(self) -> list[tuple[str, bool]]:
+        """The snippet as (text, is a match) pieces, in order, without the markers."""
+        parts = []
+        for i, piece in enumerate(self.snippet.split(HIGHLIGHT_START)):
+            if i == 0:
+                parts.append((piece, False))
+                continue
+            match, _, rest = piece.partition(HIGHLIGHT_STOP)
+            parts += [(match, True), (rest, False)]
+        return [(piece, is_match) for piece, is_match in parts if piece]
+
+
+def search_pages(session: Session, query: str, limit: int = 20) -> list[PageMatch]:
+    """The pages whose text matches `query` (web search syntax, the 'simple' configuration:
+    case-insensitive, words as printed), best first, at most `limit`."""
+    rows = session.execute(
+        SEARCH_PAGES,
+        {
+            "query": query,
+            "limit": limit,
+            "markers": HIGHLIGHT_START + HIGHLIGHT_STOP,
+            "options": HEADLINE_OPTIONS,
+            "page_end": PAGE_END,
+            "page_end_pattern": PAGE_END_PATTERN,
+        },
+    )
+    return [PageMatch(*row) for row in rows]
+
+
+__all__ = ["PageMatch", "current_fields", "fields_of_document", "recent_jobs", "search_pages"]

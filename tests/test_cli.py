@@ -34,6 +34,7 @@ def test_every_command_parses():
         ["fields", "scans/a.pdf"],
         ["labels", "import", "folder"],
         ["export", "--format", "parquet", "--since", "2024-01-01", "--out", "f.parquet"],
+        ["search", '"grand total" -cash', "--limit", "5"],
         ["models"],
         ["deploy"],
         ["demo", "--count", "3"],
@@ -68,6 +69,10 @@ def test_upload_run_inspect_export_and_import_labels(
     code, out = run_cli(capsys, "fields", key)
     assert code == 0 and receipts[0].fields["total"] in out
     assert run_cli(capsys, "fields", "no/such/key.pdf")[0] == 1
+
+    # The run stored every page's OCR text: a receipt is found by the name printed on it.
+    code, out = run_cli(capsys, "search", f'"{receipts[0].fields["company"]}"')
+    assert code == 0 and key in out
 
     code, out = run_cli(capsys, "export", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -1,8 +1,8 @@
 """The `docflow` command: the parser, `main` and the errors it explains.
 
 One function per subcommand (`cmd_<name>`), in the module of its group: `services` (up, down,
-init, status, db, deploy), `documents` (upload, run, jobs, fields, export, demo), `labels`,
-`models` and `training` (finetune, pretrain); what they share is in `common`. Each is
+init, status, db, deploy), `documents` (upload, run, jobs, fields, export, search, demo),
+`labels`, `models` and `training` (finetune, pretrain); what they share is in `common`. Each is
 registered in `build_parser()`. Every import that costs time (Prefect, SQLAlchemy, minio,
 torch) happens inside the subcommand that needs it, so `docflow --help` stays instant. To add a
 subcommand: write `cmd_x(args) -> int` in its group's module, add a parser for it in
@@ -15,7 +15,15 @@ import argparse
 import sys
 
 from flows.cli.common import CommandError, load_settings
-from flows.cli.documents import cmd_demo, cmd_export, cmd_fields, cmd_jobs, cmd_run, cmd_upload
+from flows.cli.documents import (
+    cmd_demo,
+    cmd_export,
+    cmd_fields,
+    cmd_jobs,
+    cmd_run,
+    cmd_search,
+    cmd_upload,
+)
 from flows.cli.labels import cmd_labels_export, cmd_labels_import, cmd_labels_list
 from flows.cli.models import (
     cmd_models,
@@ -91,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     fields = commands.add_parser("fields", help="the current fields of one document")
     fields.add_argument("document", help="document id, sha256 (prefix) or object key")
     fields.set_defaults(handler=cmd_fields)
+
+    search = commands.add_parser(
+        "search",
+        help="full-text search over every page's OCR text: ranked pages with a snippet",
+        description="Pages whose OCR text matches QUERY, best first. QUERY is web search "
+        'syntax: words (all of them), "a phrase", OR, -word; case does not matter. Words in '
+        "a page's headings rank above the same words in its body. page_index counts from 0.",
+    )
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("--limit", type=int, default=20, help="at most this many pages")
+    search.set_defaults(handler=cmd_search)
 
     labels = commands.add_parser("labels", help="ground-truth labels")
     label_commands = labels.add_subparsers(dest="labels_command", metavar="ACTION", required=True)

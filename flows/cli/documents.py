@@ -1,11 +1,20 @@
-"""Documents in, digitize, results out: `upload`, `run`, `jobs`, `fields`, `export` and `demo`."""
+"""Documents in, digitize, results out: `upload`, `run`, `jobs`, `fields`, `export`, `search`
+and `demo`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from flows.cli.common import api_url, load_settings, open_session, print_rows, progress_bar
+from flows.cli.common import (
+    CommandError,
+    api_url,
+    load_settings,
+    open_session,
+    print_rows,
+    progress_bar,
+    rounded,
+)
 
 UPLOAD_EVENT = "docflow.document.uploaded"
 
@@ -147,6 +156,42 @@ def cmd_fields(args: argparse.Namespace) -> int:
         return 1
     print_rows(columns, rows)
     return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """The pages whose OCR text matches QUERY, best first: rank, document, page (from 0) and a
+    snippet with the matches in bold. QUERY is what one types into a search box: words (pages
+    with all of them), "a phrase", `or`, -word; case does not matter."""
+    from db.reads import search_pages
+
+    if args.limit < 1:
+        raise CommandError(f"--limit must be at least 1, not {args.limit}")
+    with open_session() as session:
+        matches = search_pages(session, args.query, args.limit)
+    if not matches:
+        print(f"no page matches {args.query!r}", file=sys.stderr)
+        return 1
+    columns = ["rank", "document_id", "source_key", "page_index", "snippet"]
+    rows = [
+        (rounded(m.rank), m.document_id, m.source_key, m.page_index, _snippet(m)) for m in matches
+    ]
+    print_rows(columns, rows)
+    return 0
+
+
+# A page's lines, run together in a snippet, with this between them: one row per match.
+SNIPPET_LINE_BREAK = " · "
+
+
+def _snippet(match):
+    """The match's snippet as Rich text: the matched words bold, the page's text never read as
+    markup, its line breaks shown as SNIPPET_LINE_BREAK."""
+    from rich.text import Text
+
+    text = Text()
+    for piece, is_match in match.snippet_parts():
+        text.append(piece.replace("\n", SNIPPET_LINE_BREAK), style="bold" if is_match else "")
+    return text
 
 
 def _output(path: str | None):
