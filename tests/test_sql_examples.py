@@ -10,6 +10,7 @@ from conftest import ROOT
 from test_flows import prepare_services, seed_ocr_cache
 
 from flows.demo import upload_documents
+from flows.page_text import page_text
 
 # The flow-test fixtures, shared: one Prefect API per module, one trained model per session.
 prefect_api = test_flows.prefect_api
@@ -69,3 +70,23 @@ def test_every_example_runs_on_a_digitized_database(prefect_api, docflow_env, re
     assert results["Documents that failed, and why"][0].source_key == "empty.png"
     assert len(results["One row per document, fields as columns"]) == len(receipts)
     assert results["Extracted values against labels"][0].exact_match == 1
+
+    # Full-text search: what each query should find, read from the receipts' own OCR.
+    ocr_of = {key: r.ocr for key, r in zip(keys, receipts, strict=True)}
+    words = {key: set(re.findall(r"\w+", ocr.text.lower())) for key, ocr in ocr_of.items()}
+    text = {key: " ".join(ocr.text.lower().split()) for key, ocr in ocr_of.items()}
+    pages = results["Pages that mention a word, best match first"]
+    assert {row.source_key for row in pages} == {k for k in keys if "total" in words[k]}
+    assert all("«" in row.snippet and row.page_index == 0 for row in pages)
+    phrases = {k for k in keys if "grand total" in text[k] or "nett total" in text[k]}
+    assert phrases and {row.source_key for row in results["Either of two phrases"]} == phrases
+    without = {k for k in keys if "total" in words[k] and "cash" not in words[k]}
+    assert without and {row.source_key for row in results["A word, but not another"]} == without
+    cafes = {k for k, ocr in ocr_of.items() if "cafe" in page_text(ocr)[1].lower()}
+    headings = results["Documents whose heading says a word"]
+    assert cafes and {row.source_key for row in headings} == cafes
+    per_document = results["Search, one row per document"]
+    assert [row.rank for row in per_document] == sorted(
+        (r.rank for r in per_document), reverse=True
+    )
+    assert {row.source_key for row in per_document} == {row.source_key for row in pages}
