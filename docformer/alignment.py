@@ -310,7 +310,7 @@ def align_examples(
        are aligned, and their centres give each field's usual place (`usual_places`);
     2. values found more than once go to the run nearest their field's usual place, or to the
        first in reading order when the field was never found exactly once; the other runs are
-       kept in `also_printed`.
+       kept in `also_printed` (counted in the report).
 
     Example i of the result holds only the fields aligned in example i. Blank values (a label
     with nothing to find) are neither aligned nor counted in the report.

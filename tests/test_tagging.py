@@ -165,19 +165,19 @@ def test_windows_merge_word_tags_across_a_boundary(processor, config):
         assert merger.probs[word].argmax() == best % len(config.tag_names)
 
 
-def test_a_value_printed_twice_is_tagged_once_and_its_other_copy_left_out(processor):
+def test_a_value_printed_twice_is_tagged_at_one_copy_and_counted(processor):
     from docformer.training.data import TrainingExample
     from docformer.training.tagging import build_tagging_rows
 
     # The total 9.00 printed after SUBTOTAL and after TOTAL: one copy is the field, the other
-    # is neither the field nor O; every other word is O.
+    # O like every other word; the report counts the value as printed more than once.
     ocr = page(["SUBTOTAL", "9.00", "TOTAL", "9.00", "CASH", "10.00"])
     example = TrainingExample("receipt", [(None, ocr)], {"total": "9.00"})
     rows, report = build_tagging_rows(processor, [example], FIELDS)
     (row,) = rows
     tags = {word: row.window.token_tags[position] for position, word in row.window.first_tokens}
     begin_total = 3  # O, B-company, I-company, B-total, I-total
-    assert sorted(tags[w] for w in (1, 3)) == [IGNORE_INDEX, begin_total]
+    assert sorted(tags[w] for w in (1, 3)) == [0, begin_total]
     assert [tags[w] for w in (0, 2, 4, 5)] == [0, 0, 0, 0]
     assert report["total"]["printed_more_than_once"] == 1
 

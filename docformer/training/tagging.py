@@ -46,7 +46,7 @@ from docformer.models.docformerv2 import (
     DocFormerV2ForTokenClassification,
     DocFormerV2Processor,
 )
-from docformer.tagging import IGNORE_INDEX, OUTSIDE, TagWindow, tag_windows, word_tags
+from docformer.tagging import IGNORE_INDEX, TagWindow, tag_windows, word_tags
 from docformer.training.data import TrainingExample, dump_json
 from docformer.training.pretrain import (
     GRAD_CLIP,
@@ -83,11 +83,10 @@ def build_tagging_rows(
     """Training rows of every page window, with word tags from the aligned labels; and the
     alignment report (per field: labels, aligned, by which method, how many printed twice).
 
-    A value printed more than once is tagged at one of its copies (`align_examples` picks the
-    one nearest its field's usual place) and its other copies are left out of the loss, neither
-    in the field nor O: the label says what is printed, not which copy the user read, and
-    teaching "this 5.90 is the total, that identical 5.90 is not" contradicts itself. On real
-    receipts the total is printed two or more times on most pages (SUBTOTAL, TOTAL, CASH)."""
+    A value printed more than once is tagged at one copy (`align_examples` picks the one
+    nearest its field's usual place) and its other copies are O. Leaving the other copies out
+    of the loss instead (on real receipts the total is printed two or more times on most
+    pages) was measured worse on SROIE (BENCHMARKS.md: the tagging head), so it is not done."""
     aligned, report = align_examples(
         [
             ({name: value for name, value in ex.fields.items() if name in fields and value},
@@ -104,11 +103,6 @@ def build_tagging_rows(
                 if alignment.page == page_index
             }
             tags = word_tags(len(ocr.words), spans, fields)
-            for alignment in alignments.values():
-                for page, run in alignment.also_printed:
-                    for word in run if page == page_index else ():
-                        if tags[word] == OUTSIDE:
-                            tags[word] = IGNORE_INDEX
             rows += [TaggingRow(w, image) for w in tag_windows(processor, ocr, tags)]
     return rows, report.to_dict()
 
