@@ -28,18 +28,6 @@ FIELD_KEYS = frozenset(
         "review_status",
     }
 )
-PAGE_KEYS = frozenset(
-    {
-        "page_index",
-        "width",
-        "height",
-        "has_text_layer",
-        "ocr_engine",
-        "word_count",
-        "text",
-        "heading_text",
-    }
-)
 
 
 @dataclass
@@ -198,6 +186,8 @@ PAGE_COLUMNS = (
     "text",
     "heading_text",
 )
+# The keys a page row may hold: every column but the document it belongs to.
+PAGE_KEYS = frozenset(PAGE_COLUMNS) - {"document_id"}
 # Fixed SQL over arrays, like the extraction statements below: a multi-row VALUES built per
 # call costs more to compile in Python than PostgreSQL spends running it.
 UPSERT_PAGES = text(

@@ -158,7 +158,7 @@ class ValueAlignment:
     method: str  # one of ALIGNMENT_METHODS
     score: float  # 100 for the non-fuzzy stages, rapidfuzz ratio for fuzzy
     # The value's other runs found at the same stage, as (page, word indices): the label says
-    # what is printed, not which of its copies the user read (see `build_tagging_rows`).
+    # what is printed, not which of its copies the user read (the report counts such labels).
     also_printed: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
