@@ -33,7 +33,13 @@ import numpy as np
 
 from docformer.document import OCRResult
 from docformer.models.docformerv2 import DocFormerV2Processor, EncoderRow
-from docformer.normalization import amount_digits, is_amount_field, is_date_field, typed_spans
+from docformer.normalization import (
+    amount_digits,
+    is_amount_field,
+    is_date_field,
+    normalize_date,
+    typed_spans,
+)
 
 IGNORE_INDEX = -100
 OUTSIDE = 0  # the "O" tag's id
@@ -175,20 +181,20 @@ def decode_spans(
         starts = np.flatnonzero(p_in_field >= min_start)
         if ocr is not None and typed_spans(name, "") is not None:
             p_start, p_continue = p_in_field, probs[:, inside]
-            best = _best_typed_run(
-                name, ocr, order, starts, _log_odds(p_start), _log_odds(p_continue)
-            )
+            typed = _best_typed_value(name, ocr, order, starts, p_start, p_continue)
+            if typed is not None:
+                (first, last), confidence = typed
+                words = tuple(int(w) for w in order[first : last + 1])
+                spans[name] = TaggedSpan(name, words, confidence)
+            continue
         else:
             p_start, p_continue = p_in_field, p_in_field
             best = _best_run(starts, _log_odds(probs[:, begin]), _log_odds(p_continue))
         if best is None:
             continue
         first, last = best
-        log_p = math.log(p_start[first]) + float(np.log(p_continue[first + 1 : last + 1]).sum())
-        if last + 1 < len(order):
-            log_p += math.log1p(-p_continue[last + 1])
         words = tuple(int(w) for w in order[first : last + 1])
-        spans[name] = TaggedSpan(name, words, math.exp(log_p))
+        spans[name] = TaggedSpan(name, words, _span_probability(first, last, p_start, p_continue))
     return spans
 
 
@@ -219,28 +225,77 @@ def _best_run(
     return best
 
 
-def _best_typed_run(
+def _typed_runs(
     name: str,
     ocr: OCRResult,
     order: np.ndarray,
     starts: np.ndarray,
-    start_score: np.ndarray,
-    inside_score: np.ndarray,
-) -> tuple[int, int] | None:
-    """The best-scoring run of at most `MAX_TYPED_WORDS` words whose text holds a value of the
-    field's type."""
-    best, best_score = None, -math.inf
+    p_start: np.ndarray,
+    p_continue: np.ndarray,
+) -> list[tuple[float, int, int, str]]:
+    """Every run of at most `MAX_TYPED_WORDS` words that opens at one of `starts` and whose
+    text holds a value of the field's type: (log-odds score, first, last, the value's key)."""
+    start_score, inside_score = _log_odds(p_start), _log_odds(p_continue)
+    runs = []
     for first in starts:
         score = start_score[first]
         for last in range(first, min(first + MAX_TYPED_WORDS, len(order))):
             if last > first:
                 score += inside_score[last]
-            if score <= best_score:
-                continue
             text = " ".join(ocr.words[int(w)].text for w in order[first : last + 1])
             if typed_spans(name, text):
-                best, best_score = (int(first), last), score
-    return best
+                runs.append((float(score), int(first), last, _value_key(name, text)))
+    return runs
+
+
+def _value_key(name: str, printed: str) -> str:
+    """What two printings of one value share: an amount's digits, a date's day."""
+    value = span_value(name, printed)
+    if is_date_field(name):
+        day = normalize_date(value)
+        return day.isoformat() if day is not None else value
+    return value
+
+
+def _best_typed_value(
+    name: str,
+    ocr: OCRResult,
+    order: np.ndarray,
+    starts: np.ndarray,
+    p_start: np.ndarray,
+    p_continue: np.ndarray,
+) -> tuple[tuple[int, int], float] | None:
+    """The typed value the page's runs vote for, and its surest run.
+
+    A receipt prints its total two or three times (TOTAL, ROUNDED, CASH when paid exactly), and
+    the model spreads its belief over the copies; any copy is the right answer. So each value
+    is scored by the probability that at least one of its printings is the field (noisy-or of
+    the exact-span probabilities of non-overlapping runs holding it, surest first), and it is
+    answered with its surest run, whose box grounds it. A single printing scores as before."""
+    runs = _typed_runs(name, ocr, order, starts, p_start, p_continue)
+    taken = np.zeros(len(order), dtype=bool)
+    miss: dict[str, float] = {}  # value key -> P(none of its printings is the field)
+    surest: dict[str, tuple[int, int]] = {}
+    for _, first, last, key in sorted(runs, key=lambda run: -run[0]):
+        if taken[first : last + 1].any():
+            continue
+        taken[first : last + 1] = True
+        confidence = _span_probability(first, last, p_start, p_continue)
+        miss[key] = miss.get(key, 1.0) * (1.0 - confidence)
+        surest.setdefault(key, (first, last))
+    if not miss:
+        return None
+    key = min(miss, key=miss.__getitem__)
+    return surest[key], 1.0 - miss[key]
+
+
+def _span_probability(first: int, last: int, p_start: np.ndarray, p_continue: np.ndarray) -> float:
+    """P(exactly words first..last form the field's run) under independent word tags: the
+    first opens it, each later one continues it, the word after it does not."""
+    log_p = math.log(p_start[first]) + float(np.log(p_continue[first + 1 : last + 1]).sum())
+    if last + 1 < len(p_continue):
+        log_p += math.log1p(-p_continue[last + 1])
+    return math.exp(log_p)
 
 
 def span_text(ocr: OCRResult, span: TaggedSpan) -> str:
