@@ -249,6 +249,29 @@ def test_a_typed_field_is_read_only_from_a_run_that_holds_its_type():
     assert decode_spans(probs, date_fields)["date"].word_indices == (1, 2)
 
 
+def test_a_typed_value_printed_twice_pools_its_copies():
+    # The model gives CASH 10.00 0.6 and each copy of the total 9.00 (TOTAL, ROUNDED) 0.45:
+    # 9.00 is the field with probability about 1 - 0.56 * 0.56 = 0.69 under independent copies, so
+    # it is answered, at its surer copy (the first of two equals), with that confidence (each
+    # copy's exact-span probability: in the field, and the next word, I 0.025, not continuing).
+    texts = ["TOTAL", "9.00", "ROUNDED", "9.00", "CASH", "10.00"]
+    ocr = OCRResult(
+        400,
+        300,
+        [Word(text, (10 * i, 10, 10 * i + 9, 20), 1.0, i // 2) for i, text in enumerate(texts)],
+    )
+    probs = tag_probs([0, 0, 0, 0, 0, 0], sure=0.9)
+    for word, p_total in ((1, 0.45), (3, 0.45), (5, 0.6)):
+        probs[word] = [1 - p_total, 0.0, 0.0, p_total, 0.0]
+    total = decode_spans(probs, FIELDS, ocr)["total"]
+    assert total.word_indices == (1,)
+    copy = 0.45 * (1 - 0.025)
+    assert math.isclose(total.confidence, 1 - (1 - copy) ** 2, rel_tol=1e-5)
+    # printed once, the surer amount wins as before
+    probs[3] = [0.9, 0.0, 0.0, 0.1, 0.0]
+    assert decode_spans(probs, FIELDS, ocr)["total"].word_indices == (5,)
+
+
 def test_span_confidence_is_the_probability_of_exactly_that_span():
     probs = tag_probs([0, 1, 2, 0], sure=0.9)
     span = decode_spans(probs, FIELDS)["company"]
