@@ -7,9 +7,12 @@ beats the active one on the same holdout.
    caches) and split train/holdout by a hash of each document's sha256: deterministic, and a
    document never changes sides when others are added;
 3. fine-tune from the base (early stopping watches the holdout, the best weights are kept);
-4. evaluate the active and the new version on the same holdout;
+4. evaluate the active and the new version on the same holdout, over the active version's
+   whole field set plus the new one's (`flows.promotion`);
 5. store the new weights in the artifact bucket and a `model_versions` row (candidate);
-6. promote it when its holdout F1 beats the active version's by `promote_margin`;
+6. promote it when its holdout F1 beats the active version's by `promote_margin`, it reads
+   every field the active version reads (unless `allow_fewer_fields`), and the holdout has at
+   least `min_holdout` labelled documents for each field compared (`promotion_blockers`);
 7. record a `training_runs` row (data sizes, the labels per field, both metrics, the loss
    curve) and publish the comparison as a markdown artifact.
 
@@ -30,6 +33,13 @@ from prefect import flow, get_run_logger, task
 from flows.artifacts import Progress, markdown_table, publish_markdown
 from flows.clients import sessions
 from flows.jobs import finish_job, open_job
+from flows.promotion import (
+    compared_fields,
+    evaluate_on_fields,
+    labelled_documents_per_field,
+    model_fields,
+    promotion_blockers,
+)
 from flows.registry import ModelRef, resolve_model
 from flows.retries import TASK_OPTIONS
 from flows.settings import get_settings
@@ -113,9 +123,11 @@ def train(base: ModelRef, train_set: list, holdout: list, fields, options: dict[
 
 @task(name="evaluate", **TASK_OPTIONS)
 def evaluate(model_dir: str, holdout: list, fields, device: str) -> dict[str, Any]:
-    from docformer.training.finetune import evaluate_model
+    """Scores on the holdout over `fields` (default: the labels' fields); a field the model
+    cannot read scores zero, a field a document's labels do not name is not judged there."""
+    from docformer.training.finetune import default_fields
 
-    return evaluate_model(model_dir, holdout, fields, device=device)
+    return evaluate_on_fields(model_dir, holdout, fields or default_fields(holdout), device)
 
 
 @flow(name="finetune")
@@ -130,9 +142,14 @@ def finetune(
     lr: float = 5e-4,
     patience: int = 3,
     seed: int = 0,
+    min_holdout: int | None = None,
+    allow_fewer_fields: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune a new version on the labelled documents; promote it only when its holdout F1
-    exceeds the active version's by more than `promote_margin` (0.01 = one F1 point)."""
+    exceeds the active version's by more than `promote_margin` (0.01 = one F1 point), over the
+    active version's whole field set, with at least `min_holdout` labelled holdout documents
+    per field compared (default: the setting `finetune_min_holdout`), and, unless
+    `allow_fewer_fields`, only when it reads every field the active version reads."""
     from db.model_versions import activate_model_version, active_model_version
     from db.models import ActivationKind, TrainingStatus
     from db.session import session_scope
@@ -151,7 +168,11 @@ def finetune(
         "lr": lr,
         "patience": patience,
         "seed": seed,
+        "min_holdout": min_holdout,
+        "allow_fewer_fields": allow_fewer_fields,
     }
+    if min_holdout is None:
+        min_holdout = settings.finetune_min_holdout
     job_id = open_job("finetune", parameters)
     run_id = None
     try:
@@ -180,13 +201,15 @@ def finetune(
                 device=device,
             ),
         )
-        fields_used = result.metrics.get("fields") or fields
+        # Production extracts the promoted version's fields: compare on all the active reads.
+        active_fields = model_fields(active.local_dir)
+        new_fields = model_fields(result.out_dir)
+        compared = compared_fields(active_fields, new_fields)
         report_stage("evaluating both versions on the holdout")
-        active_scores = evaluate(active.local_dir, holdout, fields_used, device)
-        new_scores = evaluate(str(result.out_dir), holdout, fields_used, device)
+        active_scores = evaluate(active.local_dir, holdout, compared, device)
+        new_scores = evaluate(str(result.out_dir), holdout, compared, device)
         active_f1 = active_scores["overall"]["f1"]
         new_f1 = new_scores["overall"]["f1"]
-        promoted = new_f1 > active_f1 + promote_margin
         version = store_model_version(
             str(result.out_dir),
             "finetune",
@@ -202,7 +225,13 @@ def finetune(
                 "new_version": version.name,
                 "new_f1": new_f1,
                 "promote_margin": promote_margin,
-                "promoted": promoted,
+                "active_fields": active_fields,
+                "new_fields": new_fields,
+                "compared_fields": compared,
+                "fields_dropped": [name for name in active_fields if name not in new_fields],
+                "allow_fewer_fields": allow_fewer_fields,
+                "min_holdout": min_holdout,
+                "holdout_labels": labelled_documents_per_field(holdout, compared),
                 "active_changed": False,
                 "active_holdout": active_scores,
                 "new_holdout": new_scores,
@@ -211,6 +240,8 @@ def finetune(
                 "steps": result.steps,
                 "wall_seconds": result.wall_seconds,
             }
+            promoted = not promotion_blockers(comparison)
+            comparison["promoted"] = promoted
             if promoted:
                 # Promote only if the version compared against is still the active one.
                 current = active_model_version(session)
@@ -272,13 +303,15 @@ def promotion_reason(comparison: dict[str, Any]) -> str:
     margin, active = comparison["promote_margin"], comparison["active_version"]
     scores = f"holdout F1 {new_f1:.4f} against {active_f1:.4f} for {active}"
     if comparison["promoted"]:
-        return f"promoted: {scores}, better by more than the margin {margin}"
+        dropped = comparison.get("fields_dropped")
+        allowed = f", dropping {', '.join(dropped)} as allowed" if dropped else ""
+        return f"promoted: {scores}, better by more than the margin {margin}{allowed}"
     if comparison.get("active_changed"):
         return (
             f"kept as a candidate: {scores}, but another version became active while it "
             "trained, so the comparison no longer holds"
         )
-    return f"kept as a candidate: {scores}, not better by more than the margin {margin}"
+    return f"kept as a candidate: {scores}, " + "; ".join(promotion_blockers(comparison))
 
 
 def comparison_rows(

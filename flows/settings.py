@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     inbox_bucket: str = "docflow-inbox"
     inbox_prefix: str = ""
     artifact_bucket: str = "docflow-artifacts"
+    # Each digitized document's searchable PDF, ALTO and hOCR (flows/archive.py).
+    archive_bucket: str = "docflow-archive"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     ocr_workers: int = Field(2, ge=1)
     extract_batch_size: int = Field(8, ge=1)
@@ -49,6 +51,11 @@ class Settings(BaseSettings):
         3600, ge=10, description="a crashed job's claims expire after this"
     )
     max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    # A field judged on fewer holdout documents than this cannot tell a better version from
+    # luck: at 20, one value is 5 points of that field's F1, already above the usual margin.
+    finetune_min_holdout: int = Field(
+        20, ge=0, description="labelled holdout documents per compared field to promote"
+    )
     project_dir: Path | None = Field(
         None, description="checkout a Prefect worker runs the flows from (prefect.yaml's pull step)"
     )

@@ -345,9 +345,11 @@ def test_finetune_registers_a_version_and_promotes_only_when_better(
         assert versions[1].uri.startswith(f"s3://{settings.artifact_bucket}/models/")
         assert versions[1].parent_id is not None
 
-    # With a margin any version beats, it is promoted, and digitize then extracts with it,
-    # loading its weights from the artifact bucket.
-    promoted = finetune(fields=FIELDS, max_steps=2, batch_size=4, promote_margin=-1.0)
+    # With a margin any version beats (and a holdout of one document allowed), it is promoted,
+    # and digitize then extracts with it, loading its weights from the artifact bucket.
+    promoted = finetune(
+        fields=FIELDS, max_steps=2, batch_size=4, promote_margin=-1.0, min_holdout=1
+    )
     assert promoted["promoted"]
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT status FROM model_versions ORDER BY id"))

@@ -190,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument(
         "--promote-margin", type=float, default=None, help="F1 to beat the active one by"
     )
+    finetune.add_argument(
+        "--min-holdout",
+        type=int,
+        default=None,
+        help="labelled holdout documents each compared field needs for a promotion "
+        "(default: DOCFLOW_FINETUNE_MIN_HOLDOUT, 20)",
+    )
+    finetune.add_argument(
+        "--allow-fewer-fields",
+        action="store_true",
+        help="let a version that reads fewer fields than the active one be promoted",
+    )
     finetune.add_argument("--deployment", default="finetune/finetune-weekly")
     pretrain = commands.add_parser(
         "pretrain",

@@ -129,6 +129,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "promote_margin": args.promote_margin,
+        "min_holdout": args.min_holdout,
+        "allow_fewer_fields": args.allow_fewer_fields or None,
     }
     from flows.finetune import finetune
 
