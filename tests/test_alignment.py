@@ -13,6 +13,8 @@ from docformer.alignment import (
     align_examples,
     align_value,
     find_value_runs,
+    printed_label,
+    usual_labels,
     usual_places,
 )
 from docformer.document import OCRResult, Word
@@ -208,6 +210,25 @@ def test_align_examples_learns_the_usual_place_from_unique_values() -> None:
         },
         "date": {"labels": 1, "aligned": 0, "by_method": {}, "printed_more_than_once": 0},
     }
+
+
+def test_a_value_printed_twice_goes_to_the_copy_after_the_fields_usual_label() -> None:
+    # Receipts that print their total once say it follows "TOTAL"; on a receipt paid exactly,
+    # the CASH line prints the same amount nearer the bottom, where totals usually sit, but
+    # the copy after TOTAL is the one tagged.
+    once = [
+        ({"total": "12.50"}, [ocr_page("ACME", *[""] * 15, "TOTAL 12.50", "", "CASH 20.00")]),
+        ({"total": "7.20"}, [ocr_page("ACME", *[""] * 15, "Total: 7.20", "", "CASH 10.00")]),
+    ]
+    paid_exactly = ocr_page("ACME", *[""] * 15, "TOTAL 9.00", "", "CASH 9.00")
+    results, _ = align_examples([*once, ({"total": "9.00"}, [paid_exactly])])
+    assert line_of(results[2]["total"], [paid_exactly]) == 16
+    assert usual_labels(
+        [(results[0]["total"], once[0][1][0]), (results[1]["total"], once[1][1][0])]
+    ) == {"total": {"total": 1.0}}
+    assert printed_label(results[2]["total"].word_indices, paid_exactly) == {"total"}
+    # without labels learned, place alone picks the CASH line
+    assert line_of(align_value("total", "9.00", [paid_exactly], (0.05, 0.95)), [paid_exactly]) == 18
 
 
 def test_align_examples_without_a_usual_place_takes_the_first() -> None:
