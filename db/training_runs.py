@@ -1,5 +1,5 @@
-"""Training runs: starting and finishing one, and finding the run behind a model version, a
-Prefect flow run or a stored comparison of two versions."""
+"""Training runs: starting and finishing one, marking the ones whose process died, and finding
+the run behind a model version, a Prefect flow run or a stored comparison of two versions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Job, TrainingKind, TrainingRun, TrainingStatus
+from db.jobs import mark_crashed_jobs
+from db.models import Job, JobKind, JobStatus, TrainingKind, TrainingRun, TrainingStatus
+
+# The session-level advisory lock a fine-tuning run holds from start to end ("finetune" in
+# ASCII): at most one runs at a time, and PostgreSQL lets go of it when the process holding it
+# dies, so a run that takes it knows every other fine-tuning job still 'running' is dead.
+FINETUNE_LOCK_ID = 0x66696E6574756E65
 
 
 def start_training_run(
@@ -71,6 +77,28 @@ def finish_training_run(
     ).first()
     if found is None:
         raise LookupError(f"no training run {run_id}")
+
+
+def mark_crashed_training_jobs(session: Session, kind: JobKind | str, error: str) -> list[int]:
+    """Mark every running job of `kind` crashed, and its training runs still 'running' failed,
+    both with `error`; returns the job ids. Call it only while holding the lock that every live
+    job of `kind` holds (`FINETUNE_LOCK_ID`): then none of them can still be alive."""
+    running = list(
+        session.scalars(
+            select(Job.id).where(Job.kind == JobKind(kind), Job.status == JobStatus.RUNNING)
+        )
+    )
+    crashed = mark_crashed_jobs(session, job_ids=running, error=error) if running else []
+    if crashed:
+        # training_status has no 'crashed' (a native enum; a new label needs a migration):
+        # the run failed, and its error says how.
+        session.execute(
+            update(TrainingRun)
+            .where(TrainingRun.job_id.in_(crashed), TrainingRun.status == TrainingStatus.RUNNING)
+            .values(status=TrainingStatus.FAILED, finished_at=func.now(), error=error)
+            .execution_options(synchronize_session=False)
+        )
+    return crashed
 
 
 def training_run_of_version(session: Session, version_id: int) -> TrainingRun | None:

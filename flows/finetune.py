@@ -101,6 +101,62 @@ class StepProgress:
             listener(self.stage, step, total)
 
 
+# -- one run at a time ---------------------------------------------------------------------------
+
+
+class FinetuneAlreadyRunning(RuntimeError):
+    """Another fine-tuning run holds the slot; this one did not start."""
+
+
+@contextmanager
+def finetune_slot() -> Iterator[None]:
+    """Hold the fine-tuning slot for the block: PostgreSQL's session-level advisory lock
+    `FINETUNE_LOCK_ID`, on a connection of its own kept open until the block ends.
+
+    Why a database lock and not a Prefect concurrency limit: it holds for every way a run
+    starts (a deployment on a worker, `docflow finetune --local`, a test), a limit that was
+    never created cannot leave it silently unlimited, and PostgreSQL lets go of it the moment
+    the process holding it dies, so a killed run never keeps the slot. That also tells dead
+    runs from live ones: once this process holds the lock, every fine-tuning job still
+    'running' has lost its process, and is marked crashed (its training run failed) here, the
+    way the next digitize run marks a killed one.
+
+    A second run refuses at once (`FinetuneAlreadyRunning`) rather than queueing: two runs
+    would train on the same labels and compare against the same active version.
+    """
+    from sqlalchemy import func, select
+    from sqlalchemy.pool import NullPool
+
+    from db.models import JobKind
+    from db.session import make_engine, session_scope
+    from db.training_runs import FINETUNE_LOCK_ID, mark_crashed_training_jobs
+    from flows.settings import reveal
+
+    engine = make_engine(reveal(get_settings().database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            lock = select(func.pg_try_advisory_lock(FINETUNE_LOCK_ID))
+            if not connection.execute(lock).scalar():
+                raise FinetuneAlreadyRunning(
+                    "another fine-tuning run is in progress (`docflow jobs` shows it); "
+                    "one runs at a time"
+                )
+            with session_scope(sessions()) as session:
+                crashed = mark_crashed_training_jobs(
+                    session,
+                    JobKind.FINETUNE,
+                    error="no sign of life: the process running it was lost (a live "
+                    "fine-tuning run holds the fine-tuning lock, and it was free)",
+                )
+            if crashed:
+                get_run_logger().warning("marked fine-tuning jobs %s crashed", crashed)
+            yield
+            # Closing the connection below releases the lock with it.
+    finally:
+        engine.dispose()
+
+
 # -- the tasks ------------------------------------------------------------------------------------
 
 
@@ -149,12 +205,10 @@ def finetune(
     exceeds the active version's by more than `promote_margin` (0.01 = one F1 point), over the
     active version's whole field set, with at least `min_holdout` labelled holdout documents
     per field compared (default: the setting `finetune_min_holdout`), and, unless
-    `allow_fewer_fields`, only when it reads every field the active version reads."""
-    from db.model_versions import activate_model_version, active_model_version
-    from db.models import ActivationKind, TrainingStatus
-    from db.session import session_scope
-    from db.training_runs import finish_training_run, start_training_run
+    `allow_fewer_fields`, only when it reads every field the active version reads.
 
+    One fine-tuning run at a time (`finetune_slot`); another one started meanwhile fails at
+    once with `FinetuneAlreadyRunning`."""
     settings = get_settings()
     device = settings.device
     parameters = {
@@ -173,14 +227,28 @@ def finetune(
     }
     if min_holdout is None:
         min_holdout = settings.finetune_min_holdout
+    with finetune_slot():
+        return _finetune(parameters, min_holdout, device)
+
+
+def _finetune(parameters: dict[str, Any], min_holdout: int, device: str) -> dict[str, Any]:
+    """The body of `finetune`, run while this process holds the fine-tuning slot."""
+    from db.model_versions import activate_model_version, active_model_version, lock_model_versions
+    from db.models import ActivationKind, TrainingStatus
+    from db.session import session_scope
+    from db.training_runs import finish_training_run, start_training_run
+
+    fields, seed = parameters["fields"], parameters["seed"]
+    promote_margin = parameters["promote_margin"]
+    allow_fewer_fields = parameters["allow_fewer_fields"]
     job_id = open_job("finetune", parameters)
     run_id = None
     try:
-        base = resolve_model(base_model_version)
+        base = resolve_model(parameters["base_model_version"])
         active = resolve_model(None)
         report_stage("loading the labelled documents")
         examples = load_labelled_examples()
-        train_set, holdout = split_holdout(examples, holdout_fraction, seed)
+        train_set, holdout = split_holdout(examples, parameters["holdout_fraction"], seed)
         with session_scope(sessions()) as session:
             run_id = start_training_run(
                 session, "finetune", base.id, job_id, parameters, len(train_set), len(holdout)
@@ -191,15 +259,11 @@ def finetune(
             train_set,
             holdout,
             fields,
-            dict(
-                epochs=epochs,
-                max_steps=max_steps,
-                batch_size=batch_size,
-                lr=lr,
-                patience=patience,
-                seed=seed,
-                device=device,
-            ),
+            {
+                name: parameters[name]
+                for name in ("epochs", "max_steps", "batch_size", "lr", "patience", "seed")
+            }
+            | {"device": device},
         )
         # Production extracts the promoted version's fields: compare on all the active reads.
         active_fields = model_fields(active.local_dir)
@@ -243,7 +307,10 @@ def finetune(
             promoted = not promotion_blockers(comparison)
             comparison["promoted"] = promoted
             if promoted:
-                # Promote only if the version compared against is still the active one.
+                # Promote only if the version compared against is still the active one. The
+                # lock comes first: read before it, the active version could change (another
+                # promotion, an activation by hand) between the reading and the activating.
+                lock_model_versions(session)
                 current = active_model_version(session)
                 promoted = current is None or current.id == active.id
                 comparison["promoted"] = promoted

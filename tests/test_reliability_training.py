@@ -8,14 +8,24 @@ these tests are about what gets promoted and recorded, not about what the model 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers_flows import FIELDS, build_random_model, query
+import sqlalchemy as sa
+from conftest import ROOT
+from helpers_flows import FIELDS, Background, build_random_model, process_env, query, wait_for
 from test_flows import prepare_services, register_active
 
 from docformer.labelled import write_labelled_example
 from docformer.synth import render_document
+from flows.finetune import promotion_reason
 from flows.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -83,8 +93,6 @@ def test_a_total_only_label_import_cannot_promote_a_model_that_drops_fields(
     assert set(comparison["new_holdout"]["fields"]) == set(FIELDS)
     assert comparison["holdout_labels"] == {"company": 0, "date": 0, "total": kept["holdout_size"]}
     assert comparison["min_holdout"] == 20
-    from flows.finetune import promotion_reason
-
     reason = promotion_reason(comparison)
     assert "cannot read company, date, which tiny-base reads" in reason
     assert "fewer than 20 labelled documents" in reason
@@ -102,3 +110,131 @@ def test_a_total_only_label_import_cannot_promote_a_model_that_drops_fields(
         url, "SELECT metrics FROM training_runs WHERE id = :id", id=promoted["training_run_id"]
     )
     assert metrics["allow_fewer_fields"] and metrics["fields_dropped"] == ["company", "date"]
+
+
+# --- 9: one fine-tune at a time, promotion under the lock, a killed one marked crashed ----------
+
+
+@contextmanager
+def table_locked(url: str, table: str) -> Iterator[Callable[[], None]]:
+    """Hold `LOCK TABLE <table> IN SHARE MODE` until the block ends: a run stops at its first
+    write to the table. Yields `wait_until_blocked()`, which returns once a session waits on
+    it."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text(f"LOCK TABLE {table} IN SHARE MODE"))
+        sql = f"SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = '{table}'::regclass"
+        yield lambda: wait_for(lambda: query(url, sql)[0][0] >= 1, timeout=180, every=0.05)
+    engine.dispose()
+
+
+def advisory_lock_waiters(url: str) -> int:
+    return query(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[
+        0
+    ][0]
+
+
+def test_a_version_activated_by_hand_while_a_finetune_trains_is_not_overridden(
+    prefect_api, docflow_env, random_model, tmp_path
+):
+    """A fine-tune whose candidate would be promoted is held while it records its training run
+    (it has read the active version by then). Someone activates another version by hand, and
+    holds the activation until the fine-tune waits on it. The fine-tune must see that the
+    active version changed and keep its candidate, not override the choice made by hand."""
+    from sqlalchemy.orm import Session
+
+    from db.model_versions import activate_model_version, register_model_version
+    from flows.finetune import finetune
+
+    settings = docflow_env
+    url = settings.database_url.get_secret_value()
+    prepare_services(settings)
+    register_active(settings, random_model)
+    import_receipts(tmp_path / "receipts", 4, None)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with Session(engine) as session, session.begin():
+        hand_picked = register_model_version(session, "hand-picked", str(random_model))
+
+    by_hand = Session(engine)
+    with table_locked(url, "training_runs") as wait_until_blocked:
+        run = Background(
+            lambda: finetune(
+                fields=FIELDS, max_steps=1, batch_size=4, promote_margin=-1.0, min_holdout=0
+            )
+        )
+        wait_until_blocked()
+        activate_model_version(by_hand, hand_picked, by="alice", reason="chosen by hand")
+    # The fine-tune trains and evaluates, then waits for the activation lock alice holds.
+    wait_for(lambda: advisory_lock_waiters(url) >= 1, timeout=240)
+    by_hand.commit()
+    by_hand.close()
+    result = run.result()
+    engine.dispose()
+
+    assert not result["promoted"] and active_name(settings) == "hand-picked"
+    [(metrics,)] = query(url, "SELECT metrics FROM training_runs")
+    assert metrics["active_changed"] and "another version became active" in promotion_reason(
+        metrics
+    )
+
+
+FINETUNE_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from flows.finetune import finetune
+finetune(**json.loads(sys.argv[1]))
+"""
+
+
+def test_one_finetune_at_a_time_and_a_killed_one_is_marked_crashed(
+    prefect_api, docflow_env, random_model, tmp_path
+):
+    """A fine-tune in a process of its own, training: a second one is refused while it lives.
+    Killed with SIGKILL, it leaves its job and training run 'running'; the next fine-tune
+    marks them crashed (the lock a live run holds was free) and runs."""
+    from flows.finetune import finetune
+
+    settings = docflow_env
+    url = settings.database_url.get_secret_value()
+    prepare_services(settings)
+    register_active(settings, random_model)
+    import_receipts(tmp_path / "receipts", 4, None)
+
+    log = tmp_path / "finetune.log"
+    parameters = {"fields": FIELDS, "max_steps": 100_000, "batch_size": 1}
+    with open(log, "w") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", FINETUNE_SCRIPT, json.dumps(parameters)],
+            env=process_env(),
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: query(url, "SELECT 1 FROM training_runs WHERE status = 'running'"),
+            timeout=240,
+        )
+        with pytest.raises(Exception, match="another fine-tuning run") as refused:
+            finetune(fields=FIELDS, max_steps=1, batch_size=4)
+        assert type(refused.value).__name__ == "FinetuneAlreadyRunning"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=60)
+    [(killed_job, status)] = query(url, "SELECT id, status FROM jobs WHERE kind = 'finetune'")
+    assert status == "running", log.read_text()[-3000:]
+
+    result = finetune(fields=FIELDS, max_steps=1, batch_size=4)
+    jobs = query(url, "SELECT id, status, error FROM jobs WHERE kind = 'finetune' ORDER BY id")
+    assert [(job.id, job.status) for job in jobs] == [
+        (killed_job, "crashed"),
+        (result["job_id"], "completed"),
+    ]
+    assert "the process running it was lost" in jobs[0].error
+    runs = query(url, "SELECT job_id, status, error FROM training_runs ORDER BY id")
+    assert [(run.job_id, run.status) for run in runs] == [
+        (killed_job, "failed"),
+        (result["job_id"], "completed"),
+    ]
+    assert runs[0].error == jobs[0].error

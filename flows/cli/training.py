@@ -235,14 +235,17 @@ def print_pretrain_run(run_id: int) -> None:
 
 def flow_errors():
     """Errors a training flow of this process raises for its input (no such version, too few
-    labels, nothing digitized yet) become a one-line message; Prefect has logged the rest."""
+    labels, nothing digitized yet, a fine-tuning run already in progress) become a one-line
+    message; Prefect has logged the rest."""
     import contextlib
+
+    from flows.finetune import FinetuneAlreadyRunning
 
     @contextlib.contextmanager
     def translate():
         try:
             yield
-        except (LookupError, ValueError) as error:
+        except (LookupError, ValueError, FinetuneAlreadyRunning) as error:
             raise CommandError(str(error.args[0]) if error.args else repr(error)) from error
 
     return translate()
