@@ -8,7 +8,10 @@ import sys
 
 # subcommand -> (module with `main(argv: list[str]) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "ocr": ("docformer.ocr.cli", "read documents and print their OCR words and lines as JSON"),
+    "ocr": (
+        "docformer.ocr.cli",
+        "read documents: their OCR words as text, JSON, ALTO, hOCR or a searchable PDF",
+    ),
     "synth": ("docformer.synth.cli", "generate a synthetic labelled corpus"),
     "tokenizer": ("docformer.tokenization", "train the tokenizer on a text corpus"),
     "pretrain": (
