@@ -100,6 +100,12 @@ class ActivationKind(enum.StrEnum):
     ROLLBACK = "rollback"  # back to the version active before the current one
 
 
+class ArchiveKind(enum.StrEnum):
+    SEARCHABLE_PDF = "searchable_pdf"
+    ALTO = "alto"
+    HOCR = "hocr"
+
+
 class TrainingKind(enum.StrEnum):
     FINETUNE = "finetune"
     PRETRAIN = "pretrain"
@@ -446,3 +452,30 @@ class TrainingRun(Base):
     started_at: Mapped[dt.datetime] = created_at_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ArchiveOutput(Base):
+    """One archive file written for a document: its searchable PDF, ALTO or hOCR, where it is,
+    and from which OCR. One per (document, kind, OCR engine id): a document's content and its
+    OCR decide the file, so a later run with the same engine finds it here and writes nothing.
+    """
+
+    __tablename__ = "archive_outputs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    kind: Mapped[ArchiveKind] = mapped_column(pg_enum(ArchiveKind, "archive_kind"))
+    ocr_engine: Mapped[str] = mapped_column(Text)
+    bucket: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    # Of the file's bytes: lets anyone check the object in the bucket is the one recorded.
+    content_sha256: Mapped[str] = mapped_column(Text)
+    # Searchable PDFs: whether the file passed PDF/A-2b validation; NULL for the other kinds.
+    pdfa: Mapped[bool | None] = mapped_column(Boolean)
+    # Why a PDF is not PDF/A, or that a born-digital PDF was kept as it is.
+    note: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = created_at_column()
+
+    __table_args__ = (UniqueConstraint("document_id", "kind", "ocr_engine"),)
