@@ -74,3 +74,9 @@ class StoredChunk:
     ocr_seconds: float = 0.0
     extract_seconds: float = 0.0
     store_seconds: float = 0.0
+    # The archive step (flows/archive.py): documents whose files were written or already there,
+    # and those whose files could not be made (their fields are stored all the same).
+    archived: int = 0
+    archive_skipped: int = 0
+    archive_failures: list[Failure] = field(default_factory=list)
+    archive_seconds: float = 0.0

@@ -8,7 +8,8 @@ The recipe (each step a task in `flows/tasks.py`):
 4. one task per chunk of documents (`digitize_chunk`): renew the claims, OCR (the results
    cached in the artifact bucket), extract the fields in batches under the global concurrency
    limit `docflow-extract`, and store the chunk's extractions, failures and counts in one
-   transaction;
+   transaction; then write the stored documents' searchable PDF, ALTO and hOCR into the
+   archive bucket (`flows/archive.py`; skipped where they exist for the same content and OCR);
 5. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
 
 Where and when it runs lives in `prefect.yaml`; in-process runs (`docflow run`) use the
@@ -138,6 +139,15 @@ def digitize(
             "ocr": sum(r.ocr_seconds for r in results),
             "extract": sum(r.extract_seconds for r in results),
             "store": sum(r.store_seconds for r in results),
+            "archive": sum(r.archive_seconds for r in results),
+        },
+        archive={
+            "bucket": get_settings().archive_bucket,
+            "written": sum(r.archived for r in results),
+            "skipped": sum(r.archive_skipped for r in results),
+            "failed": [
+                {"key": f.key, "reason": f.reason} for r in results for f in r.archive_failures
+            ],
         },
         failures=[{"key": f["key"], "reason": f["reason"]} for f in failures],
     )

@@ -50,7 +50,9 @@ def prepare(settings: Settings, echo: Echo = print) -> None:
     from flows.storage import ObjectStore
 
     store = ObjectStore.from_settings(settings)
-    for bucket in dict.fromkeys([settings.inbox_bucket, settings.artifact_bucket]):
+    for bucket in dict.fromkeys(
+        [settings.inbox_bucket, settings.artifact_bucket, settings.archive_bucket]
+    ):
         if store.ensure_bucket(bucket):
             echo(f"S3: created bucket {bucket}")
     migrate_database(settings, echo)

@@ -2,6 +2,7 @@
 
     open_job -> resolve_model -> discover_and_claim
         -> digitize_chunk, mapped over chunks: ocr_chunk -> extract_chunk -> store_chunk
+            -> archive_chunk (flows/archive.py: searchable PDF, ALTO, hOCR)
     -> finish_job
 
 The job tasks are in `flows.jobs`, the model registry in `flows.registry`, the clients (object
@@ -57,6 +58,7 @@ from db.models import DocumentSource, JobKind
 from docformer.document import Document
 from docformer.io import DocumentError, ReadLimits
 from docformer.reader import DocumentReader
+from flows.archive import archive_stored
 from flows.chunks import Discovery, ExtractedChunk, Failure, OCRChunk, OCRDocument, StoredChunk
 from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
@@ -462,7 +464,9 @@ def digitize_chunk(claims: Sequence[ClaimedDocument], model: ModelRef, job_id: i
     renew_job_claims(job_id)
     ocr = ocr_chunk(claims)
     extracted = extract_chunk(ocr, model, job_id)
-    return store_chunk(extracted, job_id, len(claims))
+    stored = store_chunk(extracted, job_id, len(claims))
+    archive_stored(stored, claims, extracted, job_id)
+    return stored
 
 
 @task(name="renew-claims", **TASK_OPTIONS)

@@ -135,6 +135,7 @@ def docflow_env(monkeypatch, empty_database_url: str, s3_server: S3Server, tmp_p
         "DOCFLOW_S3_SECRET_KEY": s3_server.secret_key,
         "DOCFLOW_INBOX_BUCKET": f"inbox-{suffix}",
         "DOCFLOW_ARTIFACT_BUCKET": f"artifacts-{suffix}",
+        "DOCFLOW_ARCHIVE_BUCKET": f"archive-{suffix}",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
