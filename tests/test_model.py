@@ -21,7 +21,7 @@ from docformer.models.docformerv2 import (
     merge_window_answers,
     normalize_boxes,
 )
-from docformer.models.docformerv2.modeling_docformerv2 import NoRepeatNGram
+from docformer.models.docformerv2.generation_docformerv2 import NoRepeatNGram
 from docformer.pretraining import PretrainingCollator
 from docformer.tokenization import train_tokenizer
 

@@ -46,7 +46,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase
 
 from docformer.document import OCRResult
 from docformer.models.docformerv2.configuration_docformerv2 import DocFormerV2Config
-from docformer.models.docformerv2.modeling_docformerv2 import GreedyGeneration
+from docformer.models.docformerv2.generation_docformerv2 import GreedyGeneration
 
 logger = logging.getLogger(__name__)
 
