@@ -191,6 +191,26 @@ def known_objects(
     return known
 
 
+def document_at(session: Session, bucket: str, key: str) -> tuple[int, str] | None:
+    """(id, sha256) of the document whose bytes the object at `bucket`/`key` held when it was
+    last registered; None for an object never registered."""
+    row = session.execute(
+        select(Document.id, Document.sha256)
+        .join(DocumentSource, DocumentSource.document_id == Document.id)
+        .where(DocumentSource.bucket == bucket, DocumentSource.key == key)
+    ).first()
+    return (row.id, row.sha256) if row is not None else None
+
+
+def has_known_source(session: Session, document_id: int) -> bool:
+    """Whether any registered object still holds the document's bytes (as far as docflow saw
+    last): False once every object it was registered from was overwritten with other bytes."""
+    found = session.execute(
+        select(DocumentSource.id).where(DocumentSource.document_id == document_id).limit(1)
+    ).first()
+    return found is not None
+
+
 def document_status_counts(session: Session) -> dict[str, int]:
     """How many documents are in each status (every status present, zero included)."""
     counts = dict.fromkeys((status.value for status in DocumentStatus), 0)

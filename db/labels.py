@@ -1,12 +1,12 @@
-"""Ground-truth labels: storing a document's labels per source, and reading every labelled
-document with its latest value per field."""
+"""Ground-truth labels: storing (and removing) a document's labels per source, and reading
+every labelled document with its latest value per field."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,14 @@ def store_labels(session: Session, document_id: int, labels: Mapping[str, str], 
         )
     )
     return len(labels)
+
+
+def delete_labels(session: Session, document_id: int, source: str) -> int:
+    """Remove the labels `source` gave a document; returns how many there were."""
+    result = session.execute(
+        delete(Label).where(Label.document_id == document_id, Label.source == source)
+    )
+    return result.rowcount
 
 
 def labelled_documents(

@@ -6,10 +6,16 @@ by its OCR's rotation, and its OCR result taken from (in order) the OCR given wi
 document (`ocr/supplied/...`), the engine's cache (`ocr/<engine>/...`), or PaddleOCR now (and
 then cached). Images are shrunk to the model's input size at once, so a few thousand pages fit
 in memory.
+
+Labels and OCR belong to a document's content (its sha256), and the object a document was
+registered from may since hold other bytes (a file labelled again after a rescan, an upload
+over it). The bytes read are checked against the sha256 (`check_content`): a document whose
+object changed is left out, never trained on with labels of other bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +43,19 @@ class PageSource:
     labels: dict[str, str]
 
 
+class DocumentChanged(Exception):
+    """The object a document was registered from now holds other bytes."""
+
+
+def check_content(data: bytes, sha256: str, bucket: str, key: str) -> None:
+    """DocumentChanged unless `data` (read from `bucket`/`key`) is the document `sha256`."""
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise DocumentChanged(
+            f"s3://{bucket}/{key} now holds other bytes than the labelled document "
+            f"{sha256[:12]}…; its labels and OCR describe the bytes that were there before"
+        )
+
+
 def document_pages(source: PageSource, image_size: tuple[int, int] | None):
     """[(image, OCRResult)] of one document, OCR'd now only for pages no cache holds."""
     from docformer.io import ReadLimits
@@ -47,6 +66,7 @@ def document_pages(source: PageSource, image_size: tuple[int, int] | None):
     cache = BucketOCRCache(store, settings.artifact_bucket, supplied_first=True)
     reader = DocumentReader(cache, limits=ReadLimits(settings.max_document_bytes))
     data = store.read_bytes(source.bucket, source.key, settings.max_document_bytes)
+    check_content(data, source.sha256, source.bucket, source.key)
     document = reader.read(data, source.key)
     return [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
 
@@ -67,7 +87,7 @@ def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> l
         source = PageSource(item.document_id, item.bucket, item.key, item.sha256, item.labels)
         try:
             pages = document_pages(source, image_size)
-        except (DocumentError, ObjectMissing) as error:
+        except (DocumentError, DocumentChanged, ObjectMissing) as error:
             get_run_logger().warning("skipping %s: %s", item.key, error)
             continue
         examples.append(TrainingExample(item.sha256, pages, dict(item.labels)))

@@ -238,3 +238,65 @@ def test_one_finetune_at_a_time_and_a_killed_one_is_marked_crashed(
         (result["job_id"], "completed"),
     ]
     assert runs[0].error == jobs[0].error
+
+
+# --- 10: labels and OCR follow the bytes --------------------------------------------------------
+
+
+def test_labels_and_ocr_follow_the_bytes_of_a_file_that_changed(prefect_api, docflow_env, tmp_path):
+    """A labelled folder is imported; then its file `a` is replaced by another scan (other
+    bytes, labels and OCR under the same name) and the folder imported again. Training and
+    export see `a` only as its new bytes with its new labels and OCR, never the old labels with
+    the new image. An object overwritten behind docflow's back (`b`) is left out of both, with
+    the reason, instead of being paired with labels of other bytes."""
+    import hashlib
+
+    from flows.cli import main
+    from flows.clients import object_store
+    from flows.tasks_training import load_labelled_examples
+
+    settings = docflow_env
+    prepare_services(settings)
+    folder = tmp_path / "labelled"
+    first, second, rescan, stranger = (
+        render_document("receipt", seed=13, index=index) for index in range(4)
+    )
+    write_labelled_example(folder, "a", first.encode(), first.fields, [first.ocr])
+    write_labelled_example(folder, "b", second.encode(), second.fields, [second.ocr])
+    assert main(["labels", "import", str(folder)]) == 0
+    write_labelled_example(folder, "a", rescan.encode(), rescan.fields, [rescan.ocr])
+    assert main(["labels", "import", str(folder)]) == 0
+
+    def sha(document) -> str:
+        return hashlib.sha256(document.encode()).hexdigest()
+
+    def words(pages) -> list[list[str]]:
+        return [[word.text for word in ocr.words] for _, ocr in pages]
+
+    examples = {example.name: example for example in load_labelled_examples()}
+    assert {name: example.fields for name, example in examples.items()} == {
+        sha(rescan): rescan.fields,
+        sha(second): second.fields,
+    }
+    assert words(examples[sha(rescan)].pages) == [[w.text for w in rescan.ocr.words]]
+
+    exported = tmp_path / "exported"
+    assert main(["labels", "export", str(exported)]) == 0
+    assert (exported / "a.png").read_bytes() == rescan.encode()
+    assert json.loads((exported / "a.json").read_text()) == rescan.fields
+    assert sorted(path.name for path in exported.glob("*.json")) == [
+        "a.json",
+        "a.ocr.json",
+        "b.json",
+        "b.ocr.json",
+    ]
+
+    # `b` overwritten in the bucket by someone else: its labels describe bytes that are gone.
+    store = object_store(settings)
+    keys = [o.key for o in store.list_objects(settings.inbox_bucket)]
+    [b_key] = [key for key in keys if key.rsplit("/", 1)[-1].startswith("b.")]
+    store.put_bytes(settings.inbox_bucket, b_key, stranger.encode())
+    assert [example.name for example in load_labelled_examples()] == [sha(rescan)]
+    again = tmp_path / "exported-again"
+    assert main(["labels", "export", str(again)]) == 1
+    assert sorted(path.name for path in again.glob("*.json")) == ["a.json", "a.ocr.json"]

@@ -11,12 +11,18 @@ from flows.cli.common import load_settings, open_session, print_rows, progress_b
 
 def cmd_labels_import(args: argparse.Namespace) -> int:
     """labels import DIR: upload a labelled folder's documents to the inbox, register them and
-    store their labels (source `--source`); OCR given beside a document is kept for training."""
+    store their labels (source `--source`); OCR given beside a document is kept for training.
+
+    A file whose bytes changed since an earlier import is a new document version: labels and
+    OCR are keyed by content, so the new bytes get their own. Its upload overwrites the object
+    that held the earlier version; when no other object holds those bytes, the labels this
+    source gave them are removed (replaced by the new version's): nothing can read that image
+    any more, so they could only ever be paired with someone else's."""
     import hashlib
     from pathlib import Path
 
-    from db.documents import DocumentObject, register_documents
-    from db.labels import store_labels
+    from db.documents import DocumentObject, document_at, has_known_source, register_documents
+    from db.labels import delete_labels, store_labels
     from db.session import session_scope
     from docformer.io import sniff_media_type
     from docformer.labelled import iter_labelled_folder
@@ -29,7 +35,7 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     examples = list(iter_labelled_folder(folder))
     prefix = f"{settings.inbox_prefix}{args.prefix or f'labelled/{folder.resolve().name}/'}"
-    labels = 0
+    labels, replaced = 0, 0
     with progress_bar() as progress:
         bar = progress.add_task("importing", total=len(examples))
         for example in examples:
@@ -40,6 +46,7 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
             for index, ocr in enumerate(example.ocr_pages or []):
                 ocr_cache.put_supplied(sha256, index, ocr)
             with session_scope(sessions(settings)) as session:
+                previous = document_at(session, settings.inbox_bucket, key)
                 [document] = register_documents(
                     session,
                     [
@@ -53,11 +60,20 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
                         )  # fmt: skip
                     ],
                 )
+                changed = previous is not None and previous[1] != sha256
+                if changed and not has_known_source(session, previous[0]):
+                    delete_labels(session, previous[0], args.source)
+                    replaced += 1
                 labels += store_labels(session, document.id, example.fields, args.source)
             progress.advance(bar)
     print(
         f"{len(examples)} documents, {labels} labels imported from {folder} (source {args.source!r})"
     )
+    if replaced:
+        print(
+            f"{replaced} files changed since they were imported: their new bytes are new "
+            "documents, and the labels of their earlier versions were replaced"
+        )
     return 0
 
 
@@ -88,6 +104,7 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
     from docformer.labelled import LabelledFolderError, write_labelled_example
     from flows.clients import object_store
     from flows.storage import ObjectMissing, ObjectTooLarge
+    from flows.tasks_training import DocumentChanged, check_content
 
     settings = load_settings()
     store = object_store(settings)
@@ -101,6 +118,7 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
         for item in labelled:
             try:
                 data = store.read_bytes(item.bucket, item.key, settings.max_document_bytes)
+                check_content(data, item.sha256, item.bucket, item.key)
                 write_labelled_example(
                     folder,
                     _example_name(item.key, item.document_id, names),
@@ -109,7 +127,7 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
                     _stored_ocr(store, settings.artifact_bucket, item.sha256, item.page_count),
                 )
                 written += 1
-            except (ObjectMissing, ObjectTooLarge, LabelledFolderError) as error:
+            except (ObjectMissing, ObjectTooLarge, DocumentChanged, LabelledFolderError) as error:
                 skipped.append(f"{item.key}: {error}")
             progress.advance(bar)
     for reason in skipped:
