@@ -65,7 +65,10 @@ class Settings(BaseSettings):
         url = self.database_url.get_secret_value()
         if url.startswith(PREFECT_SECRET_PREFIX):
             return url  # the block's name, not its value
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        # libpq also takes the password as a parameter (`?password=`): hide it there too.
+        hidden = {name: "***" for name in parsed.query if name.lower() == "password"}
+        return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
 
     def __repr_args__(self):  # keep the URL's password out of repr, not just the whole field
         for name, value in super().__repr_args__():

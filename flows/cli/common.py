@@ -15,6 +15,24 @@ def load_settings():
     return get_settings()
 
 
+def service_settings():
+    """The settings with each `prefect-secret:` value replaced by its block's value, for the
+    commands that hand the settings on to code reading the secrets itself (the embedded
+    services, migrations, the status checks). The values stay `SecretStr`, and
+    `masked_database_url` then hides the password of the real URL."""
+    from pydantic import SecretStr
+
+    from flows.settings import reveal
+
+    settings = load_settings()
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(reveal(settings.database_url)),
+            "s3_secret_key": SecretStr(reveal(settings.s3_secret_key)),
+        }
+    )
+
+
 def open_session():
     """A session on the configured database pool, for reads (use it in `with`)."""
     from flows.clients import sessions

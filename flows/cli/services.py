@@ -1,39 +1,42 @@
 """The commands around the services: `up`, `down`, `init`, `status`, `db` (schema migrations) and
-`deploy` (work pools, the concurrency limit and the deployments on a Prefect server)."""
+`deploy` (work pools, the concurrency limit and the deployments on a Prefect server).
+
+They read the settings through `service_settings`: a database URL or S3 secret kept in a
+Prefect Secret block (`prefect-secret:<block>`) is the block's value here too."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from flows.cli.common import load_settings
+from flows.cli.common import service_settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from flows import provision
 
-    provision.up(load_settings())
+    provision.up(service_settings())
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from embedded.control import stop
 
-    stop(load_settings())
+    stop(service_settings())
     return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     from flows import provision
 
-    provision.prepare(load_settings())
+    provision.prepare(service_settings())
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from flows import provision
 
-    checks = provision.status(load_settings())
+    checks = provision.status(service_settings())
     width = max(len(c.name) for c in checks)
     for check in checks:
         mark = "ok  " if check.answers else "DOWN"
@@ -44,7 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_db(args: argparse.Namespace) -> int:
     from db import migrate
 
-    url = load_settings().database_url.get_secret_value()
+    url = service_settings().database_url.get_secret_value()
     if args.db_command == "upgrade":
         migrate.upgrade(url, args.revision)
     elif args.db_command == "downgrade":
