@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "docformer.training.finetune",
         "fine-tune key-value extraction on a labelled folder",
     ),
-    "extract": ("docformer.extraction", "extract fields from documents as JSON"),
+    "extract": ("docformer.extraction_cli", "extract fields from documents as JSON"),
     "eval": ("docformer.evaluation", "precision, recall, F1 and ANLS on a labelled folder"),
     "export": ("docformer.checkpoints.export", "write a trained model as a compact checkpoint"),
 }

@@ -27,11 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from docformer.document import Document
-from docformer.extraction import (
-    Extractor,
-    describe_error,
-    parse_fields,
-)
+from docformer.extraction import Extractor, describe_error
+from docformer.extraction_cli import parse_fields
 from docformer.labelled import LabelledExample, iter_labelled_folder
 from docformer.metrics import (
     FieldScore,

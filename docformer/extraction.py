@@ -24,22 +24,19 @@ How one batch of documents is read:
 4. The kept answer is grounded on the OCR words of its page (`ground_answer`), then normalised
    (`docformer.normalization`).
 
-Nothing here knows about storage, flows or databases; `ExtractedField.to_record` is the shape
-the database layer stores.
+Beside this file: `extraction_results.py` (what `extract` returns), `extraction_batching.py`
+(windows, length batches, the answer kept per field) and `extraction_cli.py` (`docformer
+extract`). Nothing here knows about storage, flows or databases; `ExtractedField.to_record` is
+the shape the database layer stores.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from decimal import Decimal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +45,9 @@ from PIL import Image
 
 from docformer.alignment import Grounding, ground_answer, union_box
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
-from docformer.document import Box, Document, OCRResult
+from docformer.document import Document, OCRResult
+from docformer.extraction_batching import PageInput, Window, length_batches, merge_answers
+from docformer.extraction_results import DocumentExtraction, ExtractedField
 from docformer.generation import (
     DEFAULT_FIELDS,
     FieldAnswer,
@@ -61,10 +60,8 @@ from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
     DocFormerV2ForTokenClassification,
     DocFormerV2Processor,
-    EncoderRow,
 )
 from docformer.normalization import is_amount_field, normalize_currency, normalize_field
-from docformer.reader import DocumentReader
 from docformer.tagging import (
     TaggedSpan,
     TagWindow,
@@ -79,123 +76,6 @@ from docformer.value_style import ValueStyle, styles_from_config
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-
-
-# --- results ----------------------------------------------------------------------------------
-
-
-@dataclass
-class ExtractedField:
-    name: str
-    value: str  # the answer as generated, whitespace collapsed
-    confidence: float  # probability the model gives to exactly this answer
-    value_num: Decimal | None = None
-    value_date: date | None = None
-    currency: str | None = None  # ISO 4217
-    page: int | None = None  # index of the page the answer was grounded on
-    box: Box | None = None  # union of its words' boxes, in that page's OCR pixels
-    word_indices: list[int] = field(default_factory=list)  # into that page's `ocr.words`
-    # The text as printed on the page, before the field's learned value style (upper case...)
-    # was applied to `value`; None when the two are the same.
-    raw_value: str | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        """The field as `db.extractions.ExtractionRecord.fields` takes it."""
-        return {
-            "name": self.name,
-            "value": self.value,
-            "raw_value": self.raw_value,
-            "value_num": self.value_num,
-            "value_date": self.value_date,
-            "currency": self.currency,
-            "confidence": self.confidence,
-            "page": self.page,
-            "box": list(self.box) if self.box is not None else None,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: Decimal as a string (no float rounding), date in ISO format."""
-        return {
-            "name": self.name,
-            "value": self.value,
-            "raw_value": self.raw_value if self.raw_value is not None else self.value,
-            "confidence": round(self.confidence, 6),
-            "value_num": str(self.value_num) if self.value_num is not None else None,
-            "value_date": self.value_date.isoformat() if self.value_date is not None else None,
-            "currency": self.currency,
-            "page": self.page,
-            "box": [round(v, 2) for v in self.box] if self.box is not None else None,
-            "word_indices": list(self.word_indices),
-        }
-
-
-@dataclass
-class DocumentExtraction:
-    source: str
-    sha256: str
-    pages: int
-    fields: dict[str, ExtractedField]  # only fields the model found; absent fields are left out
-    model: str
-    seconds: float  # this document's share of its batch's extraction time (by window count)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "sha256": self.sha256,
-            "pages": self.pages,
-            "model": self.model,
-            "seconds": round(self.seconds, 4),
-            "fields": {name: f.to_dict() for name, f in self.fields.items()},
-        }
-
-
-# --- batching ---------------------------------------------------------------------------------
-
-# One page as the engine takes it: (page index in its document, page image or None, OCR result).
-PageInput = tuple[int, Image.Image | None, OCRResult]
-
-
-@dataclass
-class Window:
-    """One encoder row: a run of one page's OCR tokens plus the prompt."""
-
-    unit: int  # which document (or page, for `extract_pages`) it belongs to
-    page: int  # position of its page in the unit's page list
-    row: EncoderRow
-    word_range: tuple[int, int]  # [first, last) OCR word indices the window holds
-    length: int  # encoder positions: visual tokens + text tokens
-
-
-def length_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
-    """Indices of `lengths` cut into batches, longest rows first, so that each batch's padded
-    size (rows x its longest row) stays within `max_batch_tokens` (a row longer than that goes
-    alone). Every index appears exactly once."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for index in order:
-        # Sorted longest first: a batch's first row is its longest.
-        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_batch_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
-
-
-def merge_answers(
-    answers: Sequence[Mapping[str, FieldAnswer]], units: Sequence[int], n_units: int
-) -> list[dict[str, tuple[FieldAnswer, int]]]:
-    """Per unit (document): field -> (the kept answer, index of the window it came from).
-
-    Kept: the most confident non-empty answer among all the unit's windows, whatever page they
-    are on; the first one wins a tie. A field that every window answered empty is left out.
-    """
-    best: list[dict[str, tuple[FieldAnswer, int]]] = [{} for _ in range(n_units)]
-    for window_index, (window_answers, unit) in enumerate(zip(answers, units, strict=True)):
-        for name, answer in window_answers.items():
-            current = best[unit].get(name)
-            if answer.value and (current is None or answer.confidence > current[0].confidence):
-                best[unit][name] = (answer, window_index)
-    return best
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -585,23 +465,8 @@ def load_extractor(model_dir: str | Path | None = None, device: str = "auto") ->
         return _cache[key]
 
 
-# --- command line -----------------------------------------------------------------------------
-
-
-def parse_fields(values: Sequence[str] | None) -> list[str] | None:
-    """`--fields company,date --fields total` -> ["company", "date", "total"]."""
-    if not values:
-        return None
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    return list(dict.fromkeys(names)) or None
-
-
-def error_object(source: str, code: str, message: str) -> dict[str, Any]:
-    return {"source": source, "error": {"code": code, "message": message}}
-
-
 def describe_error(error: BaseException) -> tuple[str, str]:
-    """(code, message) for an error object."""
+    """(code, message) for an error object (`docformer.extraction_cli.error_object`)."""
     from docformer.io import DocumentError
 
     if isinstance(error, DocumentError):
@@ -613,81 +478,13 @@ def describe_error(error: BaseException) -> tuple[str, str]:
     return "extraction_error", f"{type(error).__name__}: {error}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="docformer extract",
-        description="Extract key fields from documents (PDF, PNG, JPEG, TIFF); one JSON object "
-        "per document on stdout. A file that cannot be read gives "
-        '{"source": ..., "error": {"code": ..., "message": ...}} and exit status 1.',
-    )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: shipped)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--fields", action="append", help="comma-separated fields (default: the model's)"
-    )
-    parser.add_argument("--pretty", action="store_true", help="indent the JSON")
-    parser.add_argument("--max-batch-tokens", type=int, default=16384)
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument(
-        "--batch-documents", type=int, default=8, help="documents read and extracted together"
-    )
-    args = parser.parse_args(argv)
-
-    try:
-        extractor = Extractor.from_pretrained(
-            args.model,
-            device=args.device,
-            fields=parse_fields(args.fields),
-            max_batch_tokens=args.max_batch_tokens,
-            max_new_tokens=args.max_new_tokens,
-        )
-    except (OSError, ValueError) as error:
-        print(f"docformer extract: cannot load the model: {error}", file=sys.stderr)
-        return 2
-
-    indent = 2 if args.pretty else None
-    failed = False
-    reader = DocumentReader()
-
-    def emit(obj: dict[str, Any]) -> None:
-        print(json.dumps(obj, ensure_ascii=False, indent=indent), flush=True)
-
-    for chunk_start in range(0, len(args.files), max(1, args.batch_documents)):
-        chunk = args.files[chunk_start : chunk_start + max(1, args.batch_documents)]
-        outputs: list[dict[str, Any] | None] = [None] * len(chunk)
-        documents, positions = [], []
-        for i, path in enumerate(chunk):
-            try:
-                documents.append(reader.read_path(path))
-                positions.append(i)
-            except Exception as error:  # noqa: BLE001 - reported per file, the rest go on
-                outputs[i] = error_object(str(path), *describe_error(error))
-        results = extractor.extract_each(documents)
-        for i, document, result in zip(positions, documents, results, strict=True):
-            if isinstance(result, BaseException):
-                outputs[i] = error_object(document.source, *describe_error(result))
-            else:
-                outputs[i] = result.to_dict()
-        for output in outputs:
-            failed |= "error" in output
-            emit(output)
-    return 1 if failed else 0
-
-
 __all__ = [
-    "DocumentExtraction",
-    "ExtractedField",
     "Extractor",
     "Grounding",
-    "PageInput",
-    "Window",
+    "describe_error",
     "ground_answer",
-    "length_batches",
-    "load_model",
-    "merge_answers",
-    "resolve_device",
     "load_extractor",
-    "main",
+    "load_model",
+    "resolve_device",
     "union_box",
 ]

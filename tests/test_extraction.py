@@ -25,15 +25,9 @@ from docformer.checkpoints import (
 )
 from docformer.cli import main as docformer_main
 from docformer.document import Document, OCRResult, Page, Word
-from docformer.extraction import (
-    DocumentExtraction,
-    ExtractedField,
-    Extractor,
-    ground_answer,
-    length_batches,
-    load_extractor,
-    merge_answers,
-)
+from docformer.extraction import Extractor, ground_answer, load_extractor
+from docformer.extraction_batching import length_batches, merge_answers
+from docformer.extraction_results import DocumentExtraction, ExtractedField
 from docformer.generation import (
     DEFAULT_FIELDS,
     FIELD_SEPARATOR,
