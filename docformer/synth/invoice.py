@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from docformer.synth.businesses import phone, street_address
 from docformer.synth.canvas import Canvas, Font
+from docformer.synth.malaysia import my_company
 from docformer.synth.parts import LineItem, document_number, line_items, logo, print_lines
 from docformer.synth.receipt import mark_printed
-from docformer.synth.regions import my_company, phone, street_address
 from docformer.synth.style import Style
 from docformer.synth.vocabulary import SERVICES, label
 

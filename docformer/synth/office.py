@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from docformer.synth.businesses import phone, street_address
 from docformer.synth.canvas import Canvas
 from docformer.synth.invoice import column, letterhead, new_page
+from docformer.synth.malaysia import my_company
 from docformer.synth.parts import document_number, print_lines
-from docformer.synth.regions import my_company, phone, street_address
 from docformer.synth.style import Style
 from docformer.synth.vocabulary import LABELS
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 
+from docformer.synth.businesses import phone, shop_name, street_address
 from docformer.synth.canvas import Canvas
+from docformer.synth.malaysia import my_company, my_registration, my_tax_id
 from docformer.synth.parts import (
     LineItem,
     barcode_bars,
@@ -20,15 +22,7 @@ from docformer.synth.parts import (
     logo,
     print_lines,
 )
-from docformer.synth.regions import (
-    format_time,
-    my_company,
-    my_registration,
-    my_tax_id,
-    phone,
-    shop_name,
-    street_address,
-)
+from docformer.synth.regions import format_time
 from docformer.synth.style import Style
 from docformer.synth.vocabulary import LABELS, label, shop_items
 
