@@ -5,6 +5,7 @@ each returns the column names and the rows, as SQL gives them, for a table or a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -65,6 +66,17 @@ def fields_of_document(session: Session, document: str) -> Table:
 def current_fields(session: Session, since: datetime | str | None = None) -> Table:
     """Every current field, one row per field, extracted at or after `since` when given."""
     return _table(session, CURRENT_FIELDS, since=since)
+
+
+def iter_current_fields(
+    session: Session, since: datetime | str | None = None, batch_rows: int = 1000
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """`current_fields` for an export of any size: the column names, and the rows as a
+    server-side cursor hands them over, `batch_rows` at a time, so only one batch is ever in
+    memory. Read the rows before the session ends."""
+    statement = CURRENT_FIELDS.execution_options(yield_per=batch_rows)
+    result = session.execute(statement, {"since": since})
+    return list(result.keys()), (tuple(row) for row in result)
 
 
 # ts_headline marks each match between these two control characters (STX and ETX, "start" and

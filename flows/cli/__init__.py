@@ -62,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("upgrade", help="migrate up (default: to the latest)").add_argument(
         "revision", nargs="?", default="head"
     )
-    db_commands.add_parser("downgrade", help="migrate down (default: one step)").add_argument(
-        "revision", nargs="?", default="-1"
+    downgrade = db_commands.add_parser(
+        "downgrade", help="migrate down to REVISION, or one step with --yes (drops data)"
+    )
+    downgrade.add_argument("revision", nargs="?", default=None, metavar="REVISION")
+    downgrade.add_argument(
+        "--yes", action="store_true", help="without REVISION: go down one step, no questions"
     )
     db_commands.add_parser("current", help="print the applied revision")
 
@@ -130,7 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     label_export.add_argument("--source", default=None, help="only labels from this source")
     label_export.set_defaults(handler=cmd_labels_export)
 
-    export = commands.add_parser("export", help="current fields as CSV, JSON lines or Parquet")
+    export = commands.add_parser(
+        "export",
+        help="current fields as CSV, JSON lines or Parquet (CSV cells a spreadsheet would run "
+        "as formulas, starting with = + - @ tab or CR, get a leading ')",
+    )
     export.add_argument("--format", choices=["csv", "jsonl", "parquet"], default="csv")
     export.add_argument("--since", default=None, help="only fields extracted at or after this")
     export.add_argument("--out", default=None, help="file to write (default: standard output)")

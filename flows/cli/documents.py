@@ -17,6 +17,11 @@ from flows.cli.common import (
 )
 
 UPLOAD_EVENT = "docflow.document.uploaded"
+# Rows `export` fetches from the database at a time: what it holds in memory (CSV, JSON lines).
+EXPORT_BATCH_ROWS = 1000
+# A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +1+1,
+# @SUM(...); tab and CR can hide one): OWASP's "CSV Injection" advice is to prefix it with '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def emit_upload_event(bucket: str, keys: list[str]):
@@ -45,15 +50,15 @@ def cmd_upload(args: argparse.Namespace) -> int:
     from flows.clients import object_store
 
     settings = load_settings()
+    paths = list(map(Path, args.files))
+    keys = [f"{settings.inbox_prefix}{args.prefix}{path.name}" for path in paths]
+    _refuse_shared_keys(paths, keys)
     store = object_store(settings)
     store.ensure_bucket(settings.inbox_bucket)
-    keys = []
     with progress_bar() as progress:
-        bar = progress.add_task("uploading", total=len(args.files))
-        for path in map(Path, args.files):
-            key = f"{settings.inbox_prefix}{args.prefix}{path.name}"
+        bar = progress.add_task("uploading", total=len(paths))
+        for path, key in zip(paths, keys, strict=True):
             store.put_file(settings.inbox_bucket, key, path)
-            keys.append(key)
             progress.advance(bar)
     for key in keys:
         print(f"s3://{settings.inbox_bucket}/{key}")
@@ -64,6 +69,21 @@ def cmd_upload(args: argparse.Namespace) -> int:
         else:
             print(f"event {UPLOAD_EVENT} {event.id}")
     return 0
+
+
+def _refuse_shared_keys(paths: list, keys: list[str]) -> None:
+    """Files named alike in different folders (a/x.pdf, b/x.pdf) get the same key, and the last
+    would silently replace the others: refuse before anything is uploaded, naming them."""
+    files_by_key: dict[str, list[str]] = {}
+    for path, key in zip(paths, keys, strict=True):
+        files_by_key.setdefault(key, []).append(str(path))
+    shared = {key: files for key, files in files_by_key.items() if len(files) > 1}
+    if shared:
+        clashes = "; ".join(f"{', '.join(files)} -> {key}" for key, files in shared.items())
+        raise CommandError(
+            f"files would share a key, the last replacing the others: {clashes}. Nothing was "
+            "uploaded; upload them in separate commands with different --prefix values"
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,34 +223,54 @@ def _output(path: str | None):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Every current field, one row per field, as CSV, JSON lines or Parquet."""
+    """Every current field, one row per field, as CSV, JSON lines or Parquet.
+
+    CSV and JSON lines are written as the rows arrive from the database, `EXPORT_BATCH_ROWS`
+    at a time, so an export of any size fits in memory; Parquet is built whole. CSV cells that
+    a spreadsheet would run as a formula are neutralised (`spreadsheet_safe`); JSON lines and
+    Parquet keep every value as it is."""
     import csv
     import json
 
-    from db.reads import current_fields
+    from db.reads import iter_current_fields
 
+    if args.format == "parquet" and not args.out:
+        raise SystemExit("docflow export: --format parquet needs --out FILE")
+    written = 0
     with open_session() as session:
-        columns, rows = current_fields(session, args.since)
-    records = [dict(zip(columns, row, strict=True)) for row in rows]
-    if args.format == "parquet":
-        if not args.out:
-            raise SystemExit("docflow export: --format parquet needs --out FILE")
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        columns, rows = iter_current_fields(session, args.since, EXPORT_BATCH_ROWS)
+        if args.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(records), args.out)
-    else:
-        with _output(args.out) as out:
-            if args.format == "csv":
-                writer = csv.DictWriter(out, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(records)
-            else:
-                for record in records:
-                    out.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+            records = [dict(zip(columns, row, strict=True)) for row in rows]
+            pq.write_table(pa.Table.from_pylist(records), args.out)
+            written = len(records)
+        else:
+            with _output(args.out) as out:
+                if args.format == "csv":
+                    writer = csv.writer(out)
+                    writer.writerow(columns)
+                    for row in rows:
+                        writer.writerow([spreadsheet_safe(value) for value in row])
+                        written += 1
+                else:
+                    for row in rows:
+                        record = dict(zip(columns, row, strict=True))
+                        out.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
+                        written += 1
     if args.out:
-        print(f"{len(records)} fields written to {args.out}", file=sys.stderr)
+        print(f"{written} fields written to {args.out}", file=sys.stderr)
     return 0
+
+
+def spreadsheet_safe(value):
+    """A CSV cell's value, with a text that a spreadsheet would read as a formula (it starts
+    with one of `FORMULA_STARTS`) prefixed by an apostrophe, which makes it plain text there.
+    Numbers and dates are left alone: a negative amount in `value_num` stays a number."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

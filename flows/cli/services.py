@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.cli.common import service_settings
+from flows.cli.common import CommandError, service_settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,7 +51,13 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.db_command == "upgrade":
         migrate.upgrade(url, args.revision)
     elif args.db_command == "downgrade":
-        migrate.downgrade(url, args.revision)
+        # A downgrade drops tables and the data in them: never by default.
+        if args.revision is None and not args.yes:
+            raise CommandError(
+                "db downgrade drops tables and their data: name the revision to go down to "
+                "(`docflow db current` shows where it is), or pass --yes to go down one step"
+            )
+        migrate.downgrade(url, args.revision or "-1")
     else:
         print(migrate.current(url) or "(empty database: no revision applied)")
     return 0
