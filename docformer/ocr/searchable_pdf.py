@@ -10,8 +10,9 @@ Which library does what, and why:
   not take (an alpha channel, 16-bit samples) is embedded as the decoded page image, as PNG:
   lossless with respect to what OCR read.
 - **The text layer** is drawn by OCRmyPDF's renderer (`ocrmypdf.fpdf_renderer`, the one its own
-  hOCR path uses): each line on its baseline in its glyphless or Noto font, each word stretched
-  to its box, text render mode 3 (invisible). We build its `OcrElement` tree straight from our
+  hOCR path uses): each line on its baseline in Noto Sans (cut to the scripts documents print,
+  `LAYER_FONT_RANGES`) or its glyphless Occulta, each word stretched to its box, text render
+  mode 3 (invisible). We build its `OcrElement` tree straight from our
   words rather than going through hOCR text, which would only be parsed back. No tesseract and
   no Ghostscript: OCRmyPDF is used as a library, not as its pipeline.
 - **Placing the layer** on the page is pikepdf's: the layer page becomes a form XObject drawn
@@ -125,13 +126,77 @@ def _decoded_pages_as_png(document: Document, original: bytes) -> list[bytes]:
 # the text layer
 
 
+# What the text layer's Noto Sans keeps (Latin with its extensions and combining marks, Greek,
+# Cyrillic, punctuation, super- and subscripts, currency, letterlike symbols, number forms,
+# arrows, mathematical operators, the Latin ligatures: what documents print) and not (the rest,
+# and its layout tables, which invisible text never shapes with). fpdf2 parses and subsets the
+# font once per PDF: the whole 560 KB font made that about half of a page's PDF time
+# (bench/archive.py). Characters outside go to OCRmyPDF's glyphless Occulta, so every word
+# stays searchable, at a cost: Occulta maps all of Unicode, and embedding it costs about 0.2 s
+# more for a document that needs it.
+LAYER_FONTS_VERSION = 2  # bump when the ranges change: the folder of fonts made from them moves
+LAYER_FONT_RANGES = (
+    (0x0020, 0x036F), (0x0370, 0x052F), (0x1D00, 0x1FFF), (0x2000, 0x22FF), (0xFB00, 0xFB06),
+)  # fmt: skip
+
+
 @cache
 def _font_manager():
-    """OCRmyPDF's fonts (a glyphless font and Noto Sans, shipped in its package), loaded once."""
-    import ocrmypdf.data
-    from ocrmypdf.font import MultiFontManager
+    """OCRmyPDF's font manager over the text layer's two fonts only, loaded once per process.
 
-    return MultiFontManager(Path(ocrmypdf.data.__file__).parent)
+    Not the system's fonts too (OCRmyPDF's default): a word Noto Sans cannot draw then goes
+    straight to the glyphless Occulta instead of a search through every installed font (285 ms
+    for one receipt's stray CJK characters, bench/archive.py), and the PDF does not depend on
+    what the machine has installed. Invisible text needs no glyph shapes, only the characters
+    and their widths, so OCRmyPDF's warning that such text "appears blank" is not ours to show.
+    """
+    from ocrmypdf.font import MultiFontManager
+    from ocrmypdf.font.font_provider import BuiltinFontProvider
+
+    logging.getLogger("ocrmypdf.font.multi_font_manager").setLevel(logging.ERROR)
+    return MultiFontManager(font_provider=BuiltinFontProvider(_layer_font_dir()))
+
+
+def _layer_font_dir() -> Path:
+    """A folder holding OCRmyPDF's two fonts for invisible text: Occulta as shipped and Noto
+    Sans cut to LAYER_FONT_RANGES, made once per machine and OCRmyPDF version under the
+    docformer cache (written to a temporary name and renamed, so processes may race)."""
+    import os
+    import shutil
+
+    import ocrmypdf
+    import ocrmypdf.data
+    from fontTools import subset
+
+    from docformer.ocr.models import cache_dir
+
+    shipped = Path(ocrmypdf.data.__file__).parent
+    folder = (
+        cache_dir() / "text-layer-fonts" / f"ocrmypdf-{ocrmypdf.__version__}-v{LAYER_FONTS_VERSION}"
+    )
+    target = folder / "NotoSans-Regular.ttf"
+    if target.is_file() and (folder / "Occulta.ttf").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    options = subset.Options()
+    options.layout_features = []
+    options.drop_tables += ["GSUB", "GPOS", "GDEF"]
+    options.name_IDs = ["*"]
+    options.notdef_outline = True
+    font = subset.load_font(str(shipped / "NotoSans-Regular.ttf"), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(
+        unicodes=[code for low, high in LAYER_FONT_RANGES for code in range(low, high + 1)]
+    )
+    subsetter.subset(font)
+    for name, write in (
+        ("Occulta.ttf", lambda path: shutil.copyfile(shipped / "Occulta.ttf", path)),
+        ("NotoSans-Regular.ttf", lambda path: subset.save_font(font, str(path), options)),
+    ):
+        temporary = folder / f".{name}.{os.getpid()}"
+        write(temporary)
+        os.replace(temporary, folder / name)
+    return folder
 
 
 def _ocr_element(ocr: OCRResult):
