@@ -19,10 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # The main job on the embedded default: services up, ~20 sample scans into the inbox, digitize
-# in this process, then the job summary and an example SQL query (safe to run again).
+# in this process, then the job summary and an example SQL query, one full-text search and the
+# place of one searchable PDF in the archive bucket (safe to run again).
 run: install
 	$(BIN)/docflow up
 	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/docflow demo
+	$(BIN)/python -m flows.demo
 
 # pdftotext (Debian's poppler-utils) is how the tests read the searchable PDFs' text layer.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
