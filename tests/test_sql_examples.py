@@ -90,3 +90,7 @@ def test_every_example_runs_on_a_digitized_database(prefect_api, docflow_env, re
         (r.rank for r in per_document), reverse=True
     )
     assert {row.source_key for row in per_document} == {row.source_key for row in pages}
+    # The archive: every document that says the word has its searchable PDF recorded.
+    archived = results["Searchable PDFs of the documents that say a word"]
+    assert {row.source_key for row in archived} == {row.source_key for row in pages}
+    assert all(row.searchable_pdf.endswith(".searchable.pdf") for row in archived)
