@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pre-train DocFormerv2 on the three self-supervised tasks",
     ),
     "finetune": (
-        "docformer.training.finetune",
+        "docformer.training.finetune_cli",
         "fine-tune key-value extraction on a labelled folder",
     ),
     "extract": ("docformer.extraction_cli", "extract fields from documents as JSON"),

@@ -21,7 +21,7 @@ from docformer.models.docformerv2 import (
 from docformer.ocr.cache import FolderOCRCache
 from docformer.synth import generate
 from docformer.tokenization import iter_corpus_texts, train_tokenizer
-from docformer.training import finetune as finetune_module
+from docformer.training import finetune_cli
 from docformer.training import pretrain as pretrain_module
 from docformer.training.data import (
     CorpusPages,
@@ -267,7 +267,7 @@ def test_finetune_cli_writes_model_and_metrics(corpus, pretrained, tmp_path):
         "--val-split", "0.3", "--epochs", "1", "--batch-size", "4", "--threads", "1",
         "--fields", "company,total,date",
     ]  # fmt: skip
-    assert finetune_module.main(argv) == 0
+    assert finetune_cli.main(argv) == 0
     DocFormerV2ForConditionalGeneration.from_pretrained(out)
     DocFormerV2Processor.from_pretrained(out)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -297,7 +297,7 @@ def test_finetune_without_a_model_says_what_is_missing(corpus, tmp_path, capsys)
         "--out",
         str(tmp_path / "o"),
     ]
-    assert finetune_module.main(argv) == 2
+    assert finetune_cli.main(argv) == 2
     assert "does not exist" in capsys.readouterr().out
 
 

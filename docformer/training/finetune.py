@@ -1,11 +1,6 @@
-"""`docformer finetune`: fine-tune key-value extraction, as one generation per page answering
-every field (`docformer.generation`), with early stopping on validation F1.
-
-    docformer finetune --model DIR --data DIR... --out DIR [--val-split 0.2] [--fields a,b,...] \
-        [--epochs 20] [--max-steps N] [--batch-size 8] [--lr 5e-4] [--warmup N] \
-        [--eval-every N] [--patience 3] [--objective page|vocabulary] [--ocr-cache DIR] \
-        [--head auto|tagging|generation] [--no-balance-tags] [--engine-ocr] [--resume] \
-        [--seed 0] [--device auto] [--threads N] [--limit N]
+"""Fine-tuning key-value extraction (what `docformer finetune` runs, `finetune_cli.py`), as one
+generation per page answering every field (`docformer.generation`), with early stopping on
+validation F1. `--head tagging` hands the run to `docformer.training.tagging`.
 
 Training rows. The encoder reads a page (image + OCR tokens) and the prompt
 `build_prompt(fields)`; the decoder target is `build_target(values, fields)` + `</s>`. Only the
@@ -21,7 +16,8 @@ by default normalised over the tokens extraction may choose at each place (`trai
 
 Validation (every `--eval-every` steps, default once per epoch) reads the validation documents
 with the shipping `docformer.extraction.Extractor` (`evaluate_model`: what `docformer extract`,
-`docformer eval` and the flows run, for either head), then `docformer.metrics.score_fields`.
+`docformer eval` and the flows run, for either head), then `score_extractions`
+(`finetune_report.py`, over `docformer.metrics.score_fields`).
 Early stopping watches the overall F1 with `--patience` evaluations; the best weights are kept
 and saved into OUT (model + processor) with OUT/metrics.json: per-field and overall
 precision/recall/F1/ANLS, a reliability table (answer confidence bucket -> count, accuracy, over
@@ -31,10 +27,8 @@ sizes, base model, fields and `max_new_tokens`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +44,6 @@ from docformer.generation import (
     build_prompt,
     build_target,
 )
-from docformer.metrics import normalize_value, reliability_table, score_fields
 from docformer.models.docformerv2 import (
     DocFormerV2ForConditionalGeneration,
     DocFormerV2Processor,
@@ -58,6 +51,7 @@ from docformer.models.docformerv2 import (
 )
 from docformer.pretraining import IGNORE_INDEX
 from docformer.training.data import TrainingExample, TrainingPage, dump_json
+from docformer.training.finetune_report import print_record, score_extractions
 from docformer.training.pretrain import (
     GRAD_CLIP,
     build_optimizer,
@@ -194,32 +188,6 @@ def generation_budget(
 
 
 # --- evaluation --------------------------------------------------------------------------------
-
-
-def score_extractions(
-    results: Sequence[dict[str, Any]],
-    examples: Sequence[TrainingExample],
-    fields: Sequence[str],
-) -> dict[str, Any]:
-    """Scores extracted fields (`ExtractedField` per name; absent = not found) against labels:
-    per field and overall, and the reliability table over every document x field (an absent
-    field counts with confidence 0)."""
-    predictions = [{name: f.value for name, f in doc.items()} for doc in results]
-    labels = [example.fields for example in examples]
-    scores = score_fields(predictions, labels, fields)
-    confidences, correct = [], []
-    for doc, label in zip(results, labels, strict=True):
-        for name in fields:
-            found = doc.get(name)
-            confidences.append(found.confidence if found is not None else 0.0)
-            value = found.value if found is not None else ""
-            correct.append(normalize_value(value) == normalize_value(label.get(name)))
-    return {
-        "fields": {name: score.to_dict() for name, score in scores.items() if name != "overall"},
-        "overall": scores["overall"].to_dict(),
-        "reliability": [b.to_dict() for b in reliability_table(confidences, correct)],
-        "documents": len(examples),
-    }
 
 
 def evaluate_model(
@@ -498,132 +466,3 @@ def resolve_head(base_model_dir: str | Path, head: str) -> str:
         if DocFormerV2Config.from_pretrained(base_model_dir).tagging_fields
         else ("generation")
     )
-
-
-def print_record(record: dict[str, Any]) -> None:
-    """One plain, flushed line per log record (terminals and `nohup` logs alike)."""
-    if "message" in record:
-        print(record["message"], flush=True)
-    elif "evaluation" in record:
-        e = record["evaluation"]
-        print(
-            f"eval  step {e['step']:>6} | F1 {e['f1']:.4f} ANLS {e['anls']:.4f} "
-            f"P {e['precision']:.4f} R {e['recall']:.4f}",
-            flush=True,
-        )
-    elif "early_stop" in record:
-        print(f"early stop at step {record['early_stop']}: best F1 {record['best_f1']:.4f} "
-              f"at step {record['best_step']}", flush=True)  # fmt: skip
-    else:
-        print(
-            f"step {record['step']:>6} | epoch {record['epoch']:.2f} | loss {record['loss']:.4f} "
-            f"| lr {record['lr']:.2e} | {record['elapsed_s']:.0f} s",
-            flush=True,
-        )
-
-
-# --- command line --------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="docformer finetune", description="Fine-tune key-value extraction on labelled folders."
-    )
-    parser.add_argument("--model", help="base model folder (default: the shipped checkpoint)")
-    parser.add_argument("--data", nargs="+", required=True, help="labelled folders")
-    parser.add_argument("--out", required=True, help="folder for the fine-tuned model")
-    parser.add_argument("--val-split", type=float, default=0.2)
-    parser.add_argument("--fields", help="comma-separated fields (default: those in the labels)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--max-steps", type=int)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--warmup", type=int, help="warm-up steps (default: a tenth, at most 100)")
-    parser.add_argument(
-        "--eval-every", type=int, help="steps between evaluations (default: an epoch)"
-    )
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument(
-        "--objective", choices=OBJECTIVES, default="page",
-        help="normalise the loss over the tokens the page allows (page) or over the whole "
-        "vocabulary",
-    )  # fmt: skip
-    parser.add_argument(
-        "--head", choices=HEADS, default="auto",
-        help="tagging: label OCR words over the fields; generation: write the answers; auto: "
-        "the base checkpoint's head (generation for a pre-trained one)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--balance-tags", action=argparse.BooleanOptionalAction, default=True,
-        help="tagging: weigh each tag's loss by how rare it is (default) or train on the plain loss",
-    )  # fmt: skip
-    parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted tagging run in --out"
-    )
-    parser.add_argument("--ocr-cache", help="folder caching OCR of documents without .ocr.json")
-    parser.add_argument(
-        "--engine-ocr", action="store_true",
-        help="read every page with the OCR engine, ignoring .ocr.json files (train on what the "
-        "OCR reads of synthetic pages, not on the renderer's words); cached in --ocr-cache",
-    )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--limit", type=int, help="use at most this many documents")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
-
-    from docformer.checkpoints import CheckpointNotFoundError, check_model_dir
-    from docformer.training.data import load_pages, split_examples
-
-    try:
-        model_dir = check_model_dir(args.model)
-    except CheckpointNotFoundError as error:
-        print(f"docformer finetune: {error}", flush=True)
-        return 2
-    processor = DocFormerV2Processor.from_pretrained(model_dir)
-    started = time.perf_counter()
-    examples = load_pages(
-        args.data, args.ocr_cache, args.limit, image_size=processor.image_size,
-        ocr_files=not args.engine_ocr, progress=lambda message: print(message, flush=True),
-    )  # fmt: skip
-    train, val = split_examples(examples, args.val_split, args.seed)
-    print(
-        f"data: {len(examples)} documents ({len(train)} train, {len(val)} validation), "
-        f"read in {time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
-    result = finetune(
-        model_dir,
-        train,
-        val,
-        args.out,
-        fields=[f.strip() for f in args.fields.split(",") if f.strip()] if args.fields else None,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        eval_every=args.eval_every,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        objective=args.objective,
-        head=args.head,
-        balance_tags=args.balance_tags,
-        resume=args.resume,
-    )
-    print(
-        f"done: {result.steps} steps in {result.wall_seconds:.0f} s, best F1 {result.best_f1:.4f} "
-        f"-> {result.out_dir}",
-        flush=True,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -200,12 +200,8 @@ def finetune_tagging(
 ):
     """Trains the tagging head (and the encoder under it) from `base_model_dir`; saves the best
     model, processor and metrics.json into OUT. See the module docstring."""
-    from docformer.training.finetune import (
-        FinetuneResult,
-        default_fields,
-        evaluate_model,
-        print_record,
-    )
+    from docformer.training.finetune import FinetuneResult, default_fields, evaluate_model
+    from docformer.training.finetune_report import print_record
 
     started = time.perf_counter()
     if threads is not None:
