@@ -1,0 +1,139 @@
+"""Errors sorted into the right class (`flows.retries`): what is retried, what goes back to the
+queue, and what is the document's own fault. The database errors are real ones, provoked on
+the real PostgreSQL of the test run; the out-of-memory errors are real where this machine can
+raise them (Python's MemoryError, torch's CPU allocator) and the libraries' own exception types
+where it cannot (CUDA, onnxruntime)."""
+
+from __future__ import annotations
+
+import psycopg2.errors
+import pytest
+import sqlalchemy as sa
+from helpers_flows import build_random_model, document_states, put_numbered_pages
+from test_flows import prepare_services
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.deployments import ensure_concurrency_limits
+
+    with prefect_test_harness(server_startup_timeout=120):
+        ensure_concurrency_limits()
+        yield
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    return build_random_model(tmp_path_factory.getbasetemp() / "random-docformerv2")
+
+
+def raised(statement: sa.TextClause, connection: sa.Connection) -> BaseException:
+    with pytest.raises(sa.exc.DBAPIError) as error:
+        connection.execute(statement)
+    return error.value
+
+
+def test_database_errors_are_classed_by_what_cures_them(empty_database_url):
+    """A statement timeout and a full disk are out of resources: not retried in the task,
+    never a document's fault. A serialization failure and a lost connection are transient."""
+    from flows.retries import is_resource_exhaustion, is_transient
+
+    engine = sa.create_engine(empty_database_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET statement_timeout = '20ms'"))
+        timeout = raised(sa.text("SELECT pg_sleep(5)"), conn)
+    assert isinstance(timeout.orig, psycopg2.errors.QueryCanceled)
+    assert not is_transient(timeout) and is_resource_exhaustion(timeout)
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE counter (n int); INSERT INTO counter VALUES (0)"))
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        first.execute(sa.text("SELECT n FROM counter")).all()
+        second.execute(sa.text("UPDATE counter SET n = 1"))
+        second.commit()
+        conflict = raised(sa.text("UPDATE counter SET n = 2"), first)
+    assert isinstance(conflict.orig, psycopg2.errors.SerializationFailure)
+    assert is_transient(conflict) and not is_resource_exhaustion(conflict)
+
+    with engine.connect() as victim, engine.connect() as killer:
+        pid = victim.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        killer.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        lost = raised(sa.text("SELECT 1"), victim)
+    assert is_transient(lost) and not is_resource_exhaustion(lost)
+    engine.dispose()
+
+    # A full disk cannot be had on demand here: psycopg2's own type for SQLSTATE 53100.
+    full = sa.exc.OperationalError(
+        "INSERT INTO fields ...",
+        {},
+        psycopg2.errors.DiskFull('could not extend file "base/1/2": No space left on device'),
+    )
+    assert not is_transient(full) and is_resource_exhaustion(full)
+
+
+def test_running_out_of_memory_is_never_the_documents_fault():
+    """The ways a worker runs out of memory are told apart from a bad document, also when the
+    OCR step wrapped them in its own DocumentError; they are retried with backoff."""
+    import torch
+    from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException
+
+    from docformer.io import DocumentError
+    from docformer.reader import OCRFailed
+    from flows.retries import is_resource_exhaustion, is_transient
+
+    def caught(action) -> BaseException:
+        try:
+            action()
+        except Exception as error:  # the error under test
+            return error
+        raise AssertionError("no error")
+
+    python = caught(lambda: bytearray(10**15))
+    cpu = caught(lambda: torch.empty(10**15, dtype=torch.uint8))
+    cuda = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    onnx = RuntimeException(
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+        "running Conv node. Failed to allocate memory for requested buffer of size 1073741824"
+    )
+    try:
+        raise OCRFailed("page 1: OCR error: MemoryError", source="s3://inbox/a.png") from python
+    except DocumentError as error:
+        wrapped = error
+    for error in (python, cpu, cuda, onnx, wrapped):
+        assert is_resource_exhaustion(error) and is_transient(error), repr(error)
+    damaged = DocumentError("page 1 cannot be decoded", source="s3://inbox/b.png")
+    for error in (damaged, ValueError("no fields"), RuntimeError("shape mismatch")):
+        assert not is_resource_exhaustion(error) and not is_transient(error), repr(error)
+
+
+def test_a_statement_timeout_while_storing_goes_back_to_the_queue_without_retries(
+    prefect_api, docflow_env, random_model, monkeypatch
+):
+    """The chunk's store meets a real statement timeout: it is tried once, not three more
+    times with backoff, and its documents go back to the queue with the reason; none failed."""
+    import db.extractions
+    from flows.digitize import digitize
+
+    settings = docflow_env
+    url = settings.database_url.get_secret_value()
+    prepare_services(settings)
+    put_numbered_pages(settings, 2, "timeout/")
+    attempts = []
+
+    def store_past_the_timeout(session, records):
+        attempts.append(len(records))
+        session.execute(sa.text("SET LOCAL statement_timeout = '10ms'"))
+        session.execute(sa.text("SELECT pg_sleep(5)"))
+
+    monkeypatch.setattr(db.extractions, "store_extractions", store_past_the_timeout)
+    summary = digitize(model_version=str(random_model), chunk_size=2)
+    assert attempts == [2]
+    assert summary["extracted"] == 0 and summary["failed"] == 0
+    states = document_states(url)
+    assert {state.status for state in states.values()} == {"queued"}
+    assert all("statement timeout" in state.last_error for state in states.values())
