@@ -164,7 +164,10 @@ def _archive_document(
         except Exception as error:  # the writer's own failure on this document's content
             raise _Unarchivable(f"{kind.value}: {type(error).__name__}: {error}") from error
         key = archive_key(claim.bucket, claim.key, kind)
-        store.put_bytes(settings.archive_bucket, key, data, content_type=ARCHIVE_FILES[kind][1])
+        try:
+            store.put_bytes(settings.archive_bucket, key, data, content_type=ARCHIVE_FILES[kind][1])
+        except InvalidName as error:  # a source key near S3's length limit, with our suffix
+            raise _Unarchivable(f"{kind.value}: {error}") from error
         records.append(
             ArchiveRecord(
                 document_id=claim.id,

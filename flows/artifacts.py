@@ -51,6 +51,16 @@ def digitize_markdown(summary: Mapping[str, Any]) -> str:
             f"{discovery['registered_new']} new documents. Pages OCR'd now: "
             f"{summary.get('pages_ocred', 0)}, from the OCR cache: {summary.get('pages_cached', 0)}.",
         ]
+    archive = summary.get("archive")
+    if archive:
+        failed = archive.get("failed") or []
+        why = "; ".join(f"{f['key']} ({f['reason']})" for f in failed[:MAX_LISTED_FAILURES])
+        parts += [
+            "",
+            f"Archive (searchable PDF, ALTO, hOCR in bucket `{archive['bucket']}`): written for "
+            f"{archive['written']} documents, already there for {archive['skipped']}, not "
+            f"written for {len(failed)}{': ' + why if why else ''}.",
+        ]
     stages = summary.get("stage_seconds")
     if stages:
         parts += [

@@ -350,3 +350,22 @@ def test_digitize_writes_records_and_never_rewrites_the_archive(
     }
     again = query(url, "SELECT key, created_at FROM archive_outputs ORDER BY key")
     assert again == sorted((r.key, r.created_at) for r in rows)
+
+
+def test_the_run_summary_says_what_was_archived():
+    from flows.artifacts import digitize_markdown
+
+    text = digitize_markdown(
+        {
+            "job_id": 7, "status": "completed", "documents": 3, "extracted": 3, "failed": 0,
+            "pages": 3, "pages_per_minute": 12.5, "seconds": 14.0,
+            "archive": {
+                "bucket": "docflow-archive", "written": 1, "skipped": 1,
+                "failed": [{"key": "a.pdf", "reason": "searchable_pdf: PdfError: damaged"}],
+            },
+        }
+    )  # fmt: skip
+    assert (
+        "bucket `docflow-archive`): written for 1 documents, already there for 1, not written "
+        "for 1: a.pdf (searchable_pdf: PdfError: damaged)." in text
+    )
