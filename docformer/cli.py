@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("docformer.synth.cli", "generate a synthetic labelled corpus"),
     "tokenizer": ("docformer.tokenization", "train the tokenizer on a text corpus"),
     "pretrain": (
-        "docformer.training.pretrain",
+        "docformer.training.pretrain_cli",
         "pre-train DocFormerv2 on the three self-supervised tasks",
     ),
     "finetune": (

@@ -21,8 +21,7 @@ from docformer.models.docformerv2 import (
 from docformer.ocr.cache import FolderOCRCache
 from docformer.synth import generate
 from docformer.tokenization import iter_corpus_texts, train_tokenizer
-from docformer.training import finetune_cli
-from docformer.training import pretrain as pretrain_module
+from docformer.training import finetune_cli, pretrain_cli
 from docformer.training.data import (
     CorpusPages,
     TrainingExample,
@@ -68,7 +67,7 @@ def pretrained(corpus, tmp_path_factory):
         "--warmup", "1", "--save-every", "2", "--log-every", "1", "--threads", "1",
         "--vocab-size", "700", *TINY_FLAGS,
     ]  # fmt: skip
-    assert pretrain_module.main(argv) == 0
+    assert pretrain_cli.main(argv) == 0
     return out, argv
 
 
@@ -168,7 +167,7 @@ def test_pretrain_cli_resumes_from_its_checkpoint(pretrained, tmp_path):
     tokenizer_before = (resumed / "tokenizer.json").read_text()
     argv = [a if a != str(out) else str(resumed) for a in argv]
     argv[argv.index("--steps") + 1] = "6"
-    assert pretrain_module.main(argv) == 0
+    assert pretrain_cli.main(argv) == 0
     log = read_log(resumed)
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert log[:4] == read_log(out)  # continued, not restarted
