@@ -471,7 +471,8 @@ class ArchiveOutput(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     # Of the file's bytes: lets anyone check the object in the bucket is the one recorded.
     content_sha256: Mapped[str] = mapped_column(Text)
-    # Searchable PDFs: whether the file passed PDF/A-2b validation; NULL for the other kinds.
+    # Searchable PDFs: whether the file passed PDF/A-2b validation; NULL for the other kinds
+    # and for a born-digital PDF stored as it came (not ours to judge).
     pdfa: Mapped[bool | None] = mapped_column(Boolean)
     # Why a PDF is not PDF/A, or that a born-digital PDF was kept as it is.
     note: Mapped[str | None] = mapped_column(Text)

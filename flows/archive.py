@@ -152,9 +152,12 @@ def _archive_document(
         try:
             if kind is ArchiveKind.SEARCHABLE_PDF:
                 made = searchable_pdf(document, original)
-                data, pdfa = made.data, made.pdfa
-                note = "born-digital: the source PDF as it is" if made.kept_as_is else None
-                note = note or made.pdfa_problem
+                data, note = made.data, made.pdfa_problem
+                # A born-digital PDF is the source's own file: whether it is PDF/A is its own
+                # business, not checked here (NULL), rather than a "no" we never established.
+                pdfa = None if made.kept_as_is else made.pdfa
+                if made.kept_as_is:
+                    note = "born-digital: the source PDF as it is"
             elif kind is ArchiveKind.ALTO:
                 data = to_alto(document)
             else:

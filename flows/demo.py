@@ -89,9 +89,10 @@ def run_example_query(
 
 def best_match_archive(
     settings: Settings, query: str = DEMO_SEARCH
-) -> tuple[str, str, bool] | None:
-    """(source key, `s3://bucket/key` of its searchable PDF, whether it is PDF/A-2b) of the
-    document whose page matches `query` best; None when nothing matches or nothing is archived."""
+) -> tuple[str, str, bool | None] | None:
+    """(source key, `s3://bucket/key` of its searchable PDF, whether it is PDF/A-2b: None for a
+    born-digital PDF kept as it came) of the document whose page matches `query` best; None
+    when nothing matches or nothing is archived."""
     import sqlalchemy as sa
 
     from db.models import ArchiveKind, ArchiveOutput
@@ -113,7 +114,7 @@ def best_match_archive(
                 return (
                     match.source_key,
                     f"s3://{archived.bucket}/{archived.key}",
-                    bool(archived.pdfa),
+                    archived.pdfa,
                 )
     return None
 
@@ -133,7 +134,8 @@ def main() -> int:
         )
         return 1
     source_key, location, pdfa = found
-    print(f"\nThe searchable PDF of {source_key} (PDF/A-2b: {'yes' if pdfa else 'no'}):")
+    kind = {True: "PDF/A-2b", False: "not PDF/A", None: "born-digital, as it came"}[pdfa]
+    print(f"\nThe searchable PDF of {source_key} ({kind}):")
     print(f"  {location}")
     return 0
 

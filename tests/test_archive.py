@@ -332,12 +332,12 @@ def test_digitize_writes_records_and_never_rewrites_the_archive(
     alto = store.read_bytes(settings.archive_bucket, by["2026/scan.png", "alto"].key, 10_000_000)
     assert validate_alto(alto) == [] and len(read_alto(alto)[0].words) == len(ocr.words)
     digital_row = by["2026/digital.pdf", "searchable_pdf"]
-    assert digital_row.pdfa is False and digital_row.note.startswith("born-digital")
+    assert digital_row.pdfa is None and digital_row.note.startswith("born-digital")
     assert store.read_bytes(digital_row.bucket, digital_row.key, 10_000_000) == digital
 
     # What `make run` ends with: the best match of a search, and its searchable PDF.
     found = best_match_archive(settings, "INV-4471")
-    assert found == ("2026/digital.pdf", f"s3://{digital_row.bucket}/{digital_row.key}", False)
+    assert found == ("2026/digital.pdf", f"s3://{digital_row.bucket}/{digital_row.key}", None)
 
     # Extracted again (a new model would do this): same content, same OCR, nothing rewritten.
     before = {r.key: store.stat(r.bucket, r.key) for r in rows}
