@@ -43,7 +43,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from docformer.alignment import Grounding, ground_answer, union_box
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.document import Document, OCRResult
 from docformer.extraction_batching import PageInput, Window, length_batches, merge_answers
@@ -55,6 +54,7 @@ from docformer.generation import (
     build_prompt,
     parse_generation,
 )
+from docformer.grounding import Grounding, ground_answer, union_box
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
     DocFormerV2ForConditionalGeneration,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from docformer import alignment, extraction
+from docformer import extraction, grounding
 from docformer.alignment import (
     AlignmentReport,
     ValueAlignment,
@@ -243,7 +243,7 @@ def test_align_examples_without_a_usual_place_takes_the_first() -> None:
 
 
 def test_grounding_still_importable_from_extraction() -> None:
-    assert extraction.ground_answer is alignment.ground_answer
-    assert extraction.Grounding is alignment.Grounding
-    assert extraction.union_box is alignment.union_box
+    assert extraction.ground_answer is grounding.ground_answer
+    assert extraction.Grounding is grounding.Grounding
+    assert extraction.union_box is grounding.union_box
     assert {"Grounding", "ground_answer", "union_box"} <= set(extraction.__all__)
