@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,6 +47,11 @@ PDFA_FLAVOUR = "2b"
 # Pixels per point of the text layer as drawn: one pixel is one point, so the layer's
 # coordinates are the OCR boxes' own, and the placement matrix does all the scaling.
 LAYER_DPI = 72.0
+# The font manager is shared by the threads of a process (the flows archive chunks in task
+# threads) and reads its fonts through fontTools, whose tables load lazily and not safely from
+# two threads at once; making and drawing with it are serialised. The rest (img2pdf, pikepdf,
+# the PDF/A save) runs in parallel.
+_FONTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ def _layer_font_dir() -> Path:
         ("Occulta.ttf", lambda path: shutil.copyfile(shipped / "Occulta.ttf", path)),
         ("NotoSans-Regular.ttf", lambda path: subset.save_font(font, str(path), options)),
     ):
-        temporary = folder / f".{name}.{os.getpid()}"
+        temporary = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
         write(temporary)
         os.replace(temporary, folder / name)
     return folder
@@ -252,14 +258,11 @@ def _render_layers(pages: list[Page]) -> pikepdf.Pdf:
     """One invisible-text page per OCR'd page, drawn by OCRmyPDF's fpdf2 renderer."""
     from ocrmypdf.fpdf_renderer.renderer import Fpdf2MultiPageRenderer
 
-    renderer = Fpdf2MultiPageRenderer(
-        [(page.index, _ocr_element(page.ocr), LAYER_DPI) for page in pages],
-        _font_manager(),
-        invisible_text=True,
-    )
+    elements = [(page.index, _ocr_element(page.ocr), LAYER_DPI) for page in pages]
     with tempfile.TemporaryDirectory(prefix="docformer-layer-") as folder:
         path = Path(folder) / "layer.pdf"
-        renderer.render(path)
+        with _FONTS_LOCK:
+            Fpdf2MultiPageRenderer(elements, _font_manager(), invisible_text=True).render(path)
         # Read into memory: the file goes with the folder.
         return pikepdf.open(io.BytesIO(path.read_bytes()))
 
