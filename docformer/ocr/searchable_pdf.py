@@ -14,7 +14,10 @@ Which library does what, and why:
   `LAYER_FONT_RANGES`) or its glyphless Occulta, each word stretched to its box, text render
   mode 3 (invisible). We build its `OcrElement` tree straight from our
   words rather than going through hOCR text, which would only be parsed back. No tesseract and
-  no Ghostscript: OCRmyPDF is used as a library, not as its pipeline.
+  no Ghostscript: OCRmyPDF is used as a library, not as its pipeline. Its pipeline with our
+  engine as an OCR plugin was the other way; it was not taken because it rasterises and reads
+  every page itself, where ours are already read (and cached in the bucket), and works on files
+  in a temporary folder per run, a cost per document the flows do not need.
 - **Placing the layer** on the page is pikepdf's: the layer page becomes a form XObject drawn
   over the page with one matrix that undoes the turn OCR gave the page (`OCRResult.rotation`),
   scales pixels to points, and undoes the page's own `/Rotate`.
