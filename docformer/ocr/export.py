@@ -230,11 +230,9 @@ def to_hocr(document: Document) -> bytes:
         page_element = etree.SubElement(
             body, f"{h}div", {"class": "ocr_page", "id": f"page_{number}"}
         )
-        page_element.set(
-            "title",
-            f"bbox 0 0 {ocr.width} {ocr.height}; ppageno {page.index}"
-            + (f"; textangle {ocr.rotation}" if ocr.rotation else ""),
-        )
+        # The page as OCR read it (turned upright where it had to be): hOCR has no property for
+        # a whole page's turn (`textangle` is text turned within the page), so it is not said.
+        page_element.set("title", f"bbox 0 0 {ocr.width} {ocr.height}; ppageno {page.index}")
         lines = [line for line in ocr.lines() if line]
         if not lines:
             continue
