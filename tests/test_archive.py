@@ -213,6 +213,30 @@ def test_words_land_on_their_boxes_on_turned_pages_and_pages_ocr_turned(page_tur
     assert placed_share(made.data, expected, pixels, shown) == 1.0
 
 
+@pytest.mark.parametrize("orientation", [6, 5])
+def test_a_photo_turned_or_mirrored_by_exif_gets_its_words_where_they_are_shown(orientation):
+    """EXIF orientation 6 (turned: img2pdf keeps the JPEG and sets /Rotate) and 5 (mirrored:
+    img2pdf cannot, so the page as read is embedded instead): the words land on their boxes."""
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    render_scan((600, 200)).save(buffer, format="JPEG", exif=exif.tobytes())
+    data = buffer.getvalue()
+    [page] = read_document(data, "photo.jpg").pages  # upright: 200 x 600
+    words = [Word("Invoice", (20, 40, 150, 80), 0.9, 0), Word("1230.84", (20, 300, 180, 340))]
+    words[1].line_id = 1
+    ocr = OCRResult(page.width, page.height, words, "test-engine")
+    made = searchable_pdf(one_page_document(ocr, "image/jpeg"), data)
+    with pikepdf.open(io.BytesIO(made.data)) as pdf:
+        turn = int(pdf.pages[0].obj.get("/Rotate", 0))
+        box = [float(v) for v in pdf.pages[0].mediabox]
+    shown = (box[2], box[3]) if turn in (0, 180) else (box[3], box[2])
+    assert placed_share(made.data, words, (page.width, page.height), shown) == 1.0
+    assert (turn, page_images(made.data)[0][0]) == (
+        (90, ["/DCTDecode"]) if orientation == 6 else (0, ["/FlateDecode"])
+    )
+
+
 # --- ALTO and hOCR ---------------------------------------------------------------------------
 
 

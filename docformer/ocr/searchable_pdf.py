@@ -6,9 +6,10 @@ Which library does what, and why:
 - **The page images** are never decoded and encoded again, so their pixels stay the ones that
   were scanned. A PDF's own pages are kept as they are (pikepdf adds to them); a raster file
   becomes PDF pages with img2pdf, which embeds JPEG, PNG and TIFF data losslessly (JPEG's DCT
-  bytes as they are, PNG's and TIFF's samples as Flate or CCITT). A raster file img2pdf will
-  not take (an alpha channel, 16-bit samples) is embedded as the decoded page image, as PNG:
-  lossless with respect to what OCR read.
+  bytes as they are, PNG's and TIFF's samples as Flate or CCITT) and turns a page by its EXIF
+  orientation with `/Rotate`. A raster file img2pdf will not take (an alpha channel) or cannot
+  show as it was read (an EXIF orientation that mirrors) is embedded as the decoded page
+  image, as PNG: lossless with respect to what OCR read.
 - **The text layer** is drawn by OCRmyPDF's renderer (`ocrmypdf.fpdf_renderer`, the one its own
   hOCR path uses): each line on its baseline in Noto Sans (cut to the scripts documents print,
   `LAYER_FONT_RANGES`) or its glyphless Occulta, each word stretched to its box, text render
@@ -104,9 +105,13 @@ def searchable_pdf(document: Document, original: bytes) -> SearchablePDF:
 
 def _raster_to_pdf(document: Document, original: bytes) -> pikepdf.Pdf:
     """PDF pages holding the raster file's own image data (img2pdf), or the decoded pages as
-    PNG where img2pdf refuses the file."""
+    PNG where img2pdf refuses the file or would show it otherwise than it was read."""
     import img2pdf
 
+    if _exif_mirrored(original):
+        # img2pdf turns pages by their EXIF orientation (a /Rotate) but cannot mirror them; the
+        # page OCR read was mirrored, so only its decoded pixels match the words' boxes.
+        return pikepdf.open(io.BytesIO(img2pdf.convert(_decoded_pages_as_png(document, original))))
     try:
         data = img2pdf.convert(original, rotation=img2pdf.Rotation.ifvalid)
     except (img2pdf.ImageOpenError, img2pdf.AlphaChannelError, ValueError, OSError) as error:
@@ -117,6 +122,17 @@ def _raster_to_pdf(document: Document, original: bytes) -> pikepdf.Pdf:
         )
         data = img2pdf.convert(_decoded_pages_as_png(document, original))
     return pikepdf.open(io.BytesIO(data))
+
+
+def _exif_mirrored(original: bytes) -> bool:
+    """Whether the image's EXIF orientation mirrors it (2, 4, 5, 7), read from the header."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(original)) as image:
+            return image.getexif().get(0x0112, 1) in (2, 4, 5, 7)
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def _decoded_pages_as_png(document: Document, original: bytes) -> list[bytes]:
