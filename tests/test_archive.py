@@ -74,8 +74,9 @@ def pdftotext(pdf: bytes, *options: str) -> str:
 
 
 def bbox_words(pdf: bytes) -> list[tuple[str, tuple[float, float, float, float], float, float]]:
-    """`pdftotext -bbox` words: text, box in points (top-left origin), and the page's size."""
-    html = pdftotext(pdf, "-bbox")
+    """`pdftotext -bbox` words: text, box in points (top-left origin of the crop box), and the
+    page's size."""
+    html = pdftotext(pdf, "-bbox", "-cropbox")  # the crop box is the page pdfium renders
     width, height = map(
         float, re.search(r'<page width="([\d.]+)" height="([\d.]+)"', html).groups()
     )
@@ -186,17 +187,28 @@ def turned_box(box, size: tuple[int, int], degrees: int) -> tuple[float, ...]:
 
 
 @pytest.mark.parametrize(
-    ("page_turn", "ocr_turn"), [(0, 0), (90, 0), (0, 90), (0, 180), (270, 270), (90, 90)]
-)
-def test_words_land_on_their_boxes_on_turned_pages_and_pages_ocr_turned(page_turn, ocr_turn):
+    ("page_turn", "ocr_turn", "from_the_tree"),
+    [(0, 0, False), (90, 0, False), (0, 90, False), (0, 180, False), (270, 270, False),
+     (90, 90, False), (90, 0, True)],
+)  # fmt: skip
+def test_words_land_on_their_boxes_on_turned_pages_and_pages_ocr_turned(
+    page_turn, ocr_turn, from_the_tree
+):
     """A page with /Rotate, and a page image OCR turned upright before reading it: the layer
     still puts each word where it is printed on the page as shown (which is what pdftotext
-    reports, in points of the shown page)."""
+    reports, in points of the shown page). `from_the_tree`: /Rotate and a crop box away from
+    the origin inherited from the page tree, not set on the page."""
     shown = (400, 300)  # points of the page as shown; rendered at 2 px per point
     pixels = (shown[0] * 2, shown[1] * 2)
+    user = shown if page_turn in (0, 180) else (shown[1], shown[0])
     pdf = pikepdf.new()
-    pdf.add_blank_page(page_size=shown if page_turn in (0, 180) else (shown[1], shown[0]))
-    pdf.pages[0].obj.Rotate = page_turn
+    if from_the_tree:  # a larger media box, cropped to `user` at (50, 70)
+        pdf.add_blank_page(page_size=(user[0] + 120, user[1] + 150))
+        pdf.Root.Pages.CropBox = [50, 70, 50 + user[0], 70 + user[1]]
+        pdf.Root.Pages.Rotate = page_turn
+    else:
+        pdf.add_blank_page(page_size=user)
+        pdf.pages[0].obj.Rotate = page_turn
     blank = io.BytesIO()
     pdf.save(blank)
 

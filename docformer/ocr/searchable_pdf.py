@@ -318,12 +318,14 @@ def layer_to_page_matrix(ocr: OCRResult, page: pikepdf.Page) -> Matrix:
     turned_w, turned_h = float(ocr.width), float(ocr.height)
     rendered_w, rendered_h = (turned_h, turned_w) if turned in (90, 270) else (turned_w, turned_h)
 
-    crop = page.cropbox if pikepdf.Name.CropBox in page.obj else page.mediabox
+    # Both may be inherited from the page tree; pikepdf resolves that (and a missing crop box is
+    # the media box), as pdfium does when it renders.
+    crop = page.cropbox
     llx, lly, urx, ury = (float(v) for v in crop)
     llx, urx = min(llx, urx), max(llx, urx)
     lly, ury = min(lly, ury), max(lly, ury)
     box_w, box_h = urx - llx, ury - lly
-    page_turn = int(page.obj.get(pikepdf.Name.Rotate, 0)) % 360
+    page_turn = int(page.rotation) % 360
     shown_w, shown_h = (box_h, box_w) if page_turn in (90, 270) else (box_w, box_h)
 
     def to_user(u: float, v: float) -> tuple[float, float]:
