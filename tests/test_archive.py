@@ -67,10 +67,18 @@ def one_page_document(ocr: OCRResult, media_type: str, text_layer: bool = False)
     return Document("scan", "0" * 64, media_type, [page])
 
 
+# pdftotext marks right-to-left runs with Unicode embedding controls; the words are without.
+BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
 def pdftotext(pdf: bytes, *options: str) -> str:
-    return subprocess.run(
-        ["pdftotext", *options, "-", "-"], input=pdf, capture_output=True, check=True
-    ).stdout.decode()
+    return (
+        subprocess.run(
+            ["pdftotext", *options, "-", "-"], input=pdf, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .translate(BIDI_CONTROLS)
+    )
 
 
 def bbox_words(pdf: bytes) -> list[tuple[str, tuple[float, float, float, float], float, float]]:
@@ -109,7 +117,8 @@ def placed_share(
         best = 0.0
         for text, box, *reported in found:
             width, height = shown_points or reported
-            if text == word.text:
+            # -bbox gives a right-to-left word in visual order, letters reversed
+            if text in (word.text, word.text[::-1]):
                 sx, sy = pixel_size[0] / width, pixel_size[1] / height
                 scaled = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
                 best = max(best, iou(scaled, word.box))
@@ -175,6 +184,23 @@ def test_a_born_digital_pdf_comes_out_as_it_came_in():
     made = searchable_pdf(document, data)
     assert made.kept_as_is and made.data == data and made.pages_with_layer == 0
     assert pdftotext(made.data, "-raw").split() == ["Invoice", "INV-4471", "Total"]
+
+
+def test_words_the_layer_font_lacks_stay_searchable_on_their_boxes():
+    """CJK, Arabic and a symbol outside the text layer's Noto Sans go to a glyphless font made
+    for them: still extracted as read, on their boxes, and the file still PDF/A-2b."""
+    words = [
+        Word("Total", (20, 20, 120, 50), 0.9, 0), Word("本末", (140, 20, 220, 50), 0.9, 0),
+        Word("مجموع", (20, 80, 150, 110), 0.9, 1), Word("₿42", (170, 80, 250, 110), 0.9, 1),
+        Word("Zażółć", (20, 140, 160, 170), 0.9, 2),
+    ]  # fmt: skip
+    ocr = OCRResult(300, 200, words, "test-engine")
+    blank = io.BytesIO()
+    Image.new("RGB", (300, 200), "white").save(blank, format="PNG")
+    made = searchable_pdf(one_page_document(ocr, "image/png"), blank.getvalue())
+    assert made.pdfa
+    assert pdftotext(made.data, "-raw").split() == [w.text for w in words]
+    assert placed_share(made.data, words, (300, 200)) == 1.0
 
 
 def turned_box(box, size: tuple[int, int], degrees: int) -> tuple[float, ...]:

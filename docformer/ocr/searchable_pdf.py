@@ -11,10 +11,10 @@ Which library does what, and why:
   show as it was read (an EXIF orientation that mirrors) is embedded as the decoded page
   image, as PNG: lossless with respect to what OCR read.
 - **The text layer** is drawn by OCRmyPDF's renderer (`ocrmypdf.fpdf_renderer`, the one its own
-  hOCR path uses): each line on its baseline in Noto Sans (cut to the scripts documents print,
-  `LAYER_FONT_RANGES`) or its glyphless Occulta, each word stretched to its box, text render
-  mode 3 (invisible). We build its `OcrElement` tree straight from our
-  words rather than going through hOCR text, which would only be parsed back. No tesseract and
+  hOCR path uses): each line on its baseline, each word stretched to its box, text render
+  mode 3 (invisible), in fonts chosen for cost (`docformer.ocr.layer_fonts`). We build its
+  `OcrElement` tree straight from our words rather than going through hOCR text, which would
+  only be parsed back. No tesseract and
   no Ghostscript: OCRmyPDF is used as a library, not as its pipeline. Its pipeline with our
   engine as an OCR plugin was the other way; it was not taken because it rasterises and reads
   every page itself, where ours are already read (and cached in the bucket), and works on files
@@ -34,15 +34,14 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
-import threading
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import pikepdf
 from pikepdf import Matrix
 
 from docformer.document import Document, OCRResult, Page
+from docformer.ocr.layer_fonts import LAYER_FONTS_LOCK, font_manager_for
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +50,6 @@ PDFA_FLAVOUR = "2b"
 # Pixels per point of the text layer as drawn: one pixel is one point, so the layer's
 # coordinates are the OCR boxes' own, and the placement matrix does all the scaling.
 LAYER_DPI = 72.0
-# The font manager is shared by the threads of a process (the flows archive chunks in task
-# threads) and reads its fonts through fontTools, whose tables load lazily and not safely from
-# two threads at once; making and drawing with it are serialised. The rest (img2pdf, pikepdf,
-# the PDF/A save) runs in parallel.
-_FONTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -151,79 +145,6 @@ def _decoded_pages_as_png(document: Document, original: bytes) -> list[bytes]:
 # the text layer
 
 
-# What the text layer's Noto Sans keeps (Latin with its extensions and combining marks, Greek,
-# Cyrillic, punctuation, super- and subscripts, currency, letterlike symbols, number forms,
-# arrows, mathematical operators, the Latin ligatures: what documents print) and not (the rest,
-# and its layout tables, which invisible text never shapes with). fpdf2 parses and subsets the
-# font once per PDF: the whole 560 KB font made that about half of a page's PDF time
-# (bench/archive.py). Characters outside go to OCRmyPDF's glyphless Occulta, so every word
-# stays searchable, at a cost: Occulta maps all of Unicode, and embedding it costs about 0.2 s
-# more for a document that needs it.
-LAYER_FONTS_VERSION = 2  # bump when the ranges change: the folder of fonts made from them moves
-LAYER_FONT_RANGES = (
-    (0x0020, 0x036F), (0x0370, 0x052F), (0x1D00, 0x1FFF), (0x2000, 0x22FF), (0xFB00, 0xFB06),
-)  # fmt: skip
-
-
-@cache
-def _font_manager():
-    """OCRmyPDF's font manager over the text layer's two fonts only, loaded once per process.
-
-    Not the system's fonts too (OCRmyPDF's default): a word Noto Sans cannot draw then goes
-    straight to the glyphless Occulta instead of a search through every installed font (285 ms
-    for one receipt's stray CJK characters, bench/archive.py), and the PDF does not depend on
-    what the machine has installed. Invisible text needs no glyph shapes, only the characters
-    and their widths, so OCRmyPDF's warning that such text "appears blank" is not ours to show.
-    """
-    from ocrmypdf.font import MultiFontManager
-    from ocrmypdf.font.font_provider import BuiltinFontProvider
-
-    logging.getLogger("ocrmypdf.font.multi_font_manager").setLevel(logging.ERROR)
-    return MultiFontManager(font_provider=BuiltinFontProvider(_layer_font_dir()))
-
-
-def _layer_font_dir() -> Path:
-    """A folder holding OCRmyPDF's two fonts for invisible text: Occulta as shipped and Noto
-    Sans cut to LAYER_FONT_RANGES, made once per machine and OCRmyPDF version under the
-    docformer cache (written to a temporary name and renamed, so processes may race)."""
-    import os
-    import shutil
-
-    import ocrmypdf
-    import ocrmypdf.data
-    from fontTools import subset
-
-    from docformer.ocr.models import cache_dir
-
-    shipped = Path(ocrmypdf.data.__file__).parent
-    folder = (
-        cache_dir() / "text-layer-fonts" / f"ocrmypdf-{ocrmypdf.__version__}-v{LAYER_FONTS_VERSION}"
-    )
-    target = folder / "NotoSans-Regular.ttf"
-    if target.is_file() and (folder / "Occulta.ttf").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    options = subset.Options()
-    options.layout_features = []
-    options.drop_tables += ["GSUB", "GPOS", "GDEF"]
-    options.name_IDs = ["*"]
-    options.notdef_outline = True
-    font = subset.load_font(str(shipped / "NotoSans-Regular.ttf"), options)
-    subsetter = subset.Subsetter(options)
-    subsetter.populate(
-        unicodes=[code for low, high in LAYER_FONT_RANGES for code in range(low, high + 1)]
-    )
-    subsetter.subset(font)
-    for name, write in (
-        ("Occulta.ttf", lambda path: shutil.copyfile(shipped / "Occulta.ttf", path)),
-        ("NotoSans-Regular.ttf", lambda path: subset.save_font(font, str(path), options)),
-    ):
-        temporary = folder / f".{name}.{os.getpid()}.{threading.get_ident()}"
-        write(temporary)
-        os.replace(temporary, folder / name)
-    return folder
-
-
 def _ocr_element(ocr: OCRResult):
     """OCRmyPDF's page element for one page's OCR: lines in reading order, words with boxes
     and confidences (the same tree its hOCR parser builds)."""
@@ -278,10 +199,12 @@ def _render_layers(pages: list[Page]) -> pikepdf.Pdf:
     from ocrmypdf.fpdf_renderer.renderer import Fpdf2MultiPageRenderer
 
     elements = [(page.index, _ocr_element(page.ocr), LAYER_DPI) for page in pages]
+    text = "".join(word.text for page in pages for word in page.ocr.words)
     with tempfile.TemporaryDirectory(prefix="docformer-layer-") as folder:
         path = Path(folder) / "layer.pdf"
-        with _FONTS_LOCK:
-            Fpdf2MultiPageRenderer(elements, _font_manager(), invisible_text=True).render(path)
+        with LAYER_FONTS_LOCK:
+            fonts = font_manager_for(text)
+            Fpdf2MultiPageRenderer(elements, fonts, invisible_text=True).render(path)
         # Read into memory: the file goes with the folder.
         return pikepdf.open(io.BytesIO(path.read_bytes()))
 
