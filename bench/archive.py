@@ -105,8 +105,8 @@ def section(figures: dict, command: str, machine: dict, date: str) -> str:
         command,
         "```",
         "",
-        f"Machine: {machine_text(machine)}. Date: {date}. Run under `nice -n 19` while a "
-        "model training used the other core.",
+        f"Machine: {machine_text(machine)}. Date: {date}. Run under `nice -n 19` on a machine "
+        "shared with other work (a model training).",
         "",
         "| page | words | OCR s | PDF ms | ALTO ms | hOCR ms | (PDF + ALTO) / OCR | PDF/A-2b |",
         "|---|---|---|---|---|---|---|---|",
