@@ -113,9 +113,10 @@ def archive_chunk(
 def archive_stored(
     stored: StoredChunk, claims: Sequence[ClaimedDocument], extracted: ExtractedChunk, job_id: int
 ) -> None:
-    """The stored documents' archive files (flows/archive.py), after their fields are safe in
-    the database: an archive that cannot be written, even after its retries, never costs a
-    document its fields nor gives its claim back; it is logged and counted."""
+    """Archive the documents of a chunk whose fields `store_chunk` has just stored, and put the
+    counts on `stored`. Called from `digitize_chunk` after the fields are safe in the database:
+    an archive that cannot be written, even after its retries, never costs a document its
+    fields nor gives its claim back; it is logged and counted."""
     page_counts = {record.document_id: len(record.pages) for record in extracted.records}
     done = [claim for claim in claims if claim.id in page_counts]
     if not done:
