@@ -146,8 +146,10 @@ def test_the_text_layer_reads_back_in_order_on_the_ocr_boxes_over_the_same_pixel
     made = searchable_pdf(one_page_document(ocr, "image/png"), data)
     assert made.pdfa and made.pdfa_problem is None and made.pages_with_layer == 1
 
-    # Selecting all and copying gives the words OCR read, in its reading order.
+    # Selecting all and copying gives the words OCR read, in its reading order: in the order the
+    # layer holds them (-raw) and as poppler's own reading-order analysis puts them.
     assert pdftotext(made.data, "-raw").split() == [w.text for w in ocr.words]
+    assert pdftotext(made.data).split() == [w.text for w in ocr.words]
     # Each word lies on its box (IoU against the OCR box, in page pixels).
     assert placed_share(made.data, ocr.words, (ocr.width, ocr.height)) >= 0.95
     # The page image is the PNG's own pixels: embedded losslessly, not re-encoded.
