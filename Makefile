@@ -24,7 +24,6 @@ install: $(STAMP)
 run: install
 	$(BIN)/docflow up
 	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/docflow demo
-	$(BIN)/python -m flows.demo
 
 # pdftotext (Debian's poppler-utils) is how the tests read the searchable PDFs' text layer.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -5,9 +5,9 @@ inbox under `demo/`, runs `digitize` in this process, then prints the job summar
 answer of an example query from docs/SQL.md. Running it again uploads the same bytes, finds
 nothing new, and prints the summary and the query again.
 
-`python -m flows.demo` (the last step of `make run`) then shows what "digitized" gives beyond
-the fields: a full-text search over the pages (`docflow search`), and where the best match's
-searchable PDF is in the archive bucket, with whether it validated as PDF/A-2b.
+It ends with what "digitized" gives beyond the fields: a full-text search over the pages
+(`docflow search`), and where the best match's searchable PDF is in the archive bucket, with
+whether it validated as PDF/A-2b.
 """
 
 from __future__ import annotations
@@ -119,26 +119,15 @@ def best_match_archive(
     return None
 
 
-def main() -> int:
-    """The end of `make run`: one search over the pages, and one searchable PDF's place."""
-    from flows.cli import main as docflow
-    from flows.settings import get_settings
-
-    print(f'\nA full-text search over every page (docflow search "{DEMO_SEARCH}" --limit 3):\n')
-    docflow(["search", DEMO_SEARCH, "--limit", "3"])
-    found = best_match_archive(get_settings())
+def archive_line(settings: Settings, query: str = DEMO_SEARCH) -> str:
+    """What the demo prints last: where the best match's searchable PDF is, and whether it is
+    PDF/A-2b."""
+    found = best_match_archive(settings, query)
     if found is None:
-        print(
-            "\nNo searchable PDF archived yet: `docflow run` writes them (documents digitized "
+        return (
+            "No searchable PDF archived yet: `docflow run` writes them (documents digitized "
             "before the archive existed get theirs with `docflow run --reprocess`)."
         )
-        return 1
     source_key, location, pdfa = found
     kind = {True: "PDF/A-2b", False: "not PDF/A", None: "born-digital, as it came"}[pdfa]
-    print(f"\nThe searchable PDF of {source_key} ({kind}):")
-    print(f"  {location}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return f"The searchable PDF of {source_key} ({kind}):\n  {location}"

@@ -116,6 +116,9 @@ def test_demo_digitizes_sample_scans_and_is_safe_to_run_twice(
     code, out = run_cli(capsys, "demo", "--count", "2")
     assert code == 0 and "digitize job 1: completed" in out
     assert "SELECT company.value AS company" in out and "company" in out
+    assert (
+        'docflow search "total"' in out and "searchable PDF of" in out and ".searchable.pdf" in out
+    )
     code, out = run_cli(capsys, "demo", "--count", "2")
     assert code == 0 and "digitize job 2: completed" in out
     url = docflow_env.database_url.get_secret_value()

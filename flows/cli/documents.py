@@ -297,4 +297,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(demo.EXAMPLE_QUERY)
     columns, rows = demo.run_example_query(settings)
     print_rows(columns, rows)
+    print(
+        f'\nA full-text search over every page (docflow search "{demo.DEMO_SEARCH}" --limit 3):\n'
+    )
+    cmd_search(argparse.Namespace(query=demo.DEMO_SEARCH, limit=3))
+    print("\n" + demo.archive_line(settings))
     return 0
