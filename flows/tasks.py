@@ -64,7 +64,7 @@ from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
 from flows.page_text import page_text
 from flows.registry import ModelRef
-from flows.retries import TASK_OPTIONS
+from flows.retries import TASK_OPTIONS, is_resource_exhaustion
 from flows.settings import Settings, get_settings
 from flows.storage import InvalidName, ObjectMissing, ObjectStore, ObjectTooLarge
 
@@ -86,8 +86,19 @@ class DocumentFailed(Exception):
         super().__init__(reason)
 
 
-class DocumentChanged(Exception):
+class DocumentReleased(Exception):
+    """Not done, and not the document's fault: give it back to the queue for the next run."""
+
+
+class DocumentChanged(DocumentReleased):
     """The object's bytes are no longer the claimed content: release it for the next run."""
+
+
+def out_of_resources(stage: str, error: BaseException) -> DocumentReleased:
+    """Why a document goes back to the queue when this worker ran out of memory (or the
+    database of disk) while `stage`: another run, or this one with more room, can finish it,
+    so it must not be failed for good (re-uploading the same bytes would not retry it)."""
+    return DocumentReleased(f"out of resources while {stage}: {error}; the next run tries again")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +277,7 @@ def document_reader(settings: Settings, store: ObjectStore) -> DocumentReader:
 def _read_claimed(
     store: ObjectStore, reader: DocumentReader, claim: ClaimedDocument, max_bytes: int
 ) -> Document:
-    """The claimed document with every page's OCR, or DocumentFailed / DocumentChanged."""
+    """The claimed document with every page's OCR, or DocumentFailed / DocumentReleased."""
     try:
         data = store.read_bytes(claim.bucket, claim.key, max_bytes)
     except ObjectMissing as error:
@@ -278,6 +289,8 @@ def _read_claimed(
     try:
         return reader.read(data, f"s3://{claim.bucket}/{claim.key}")
     except DocumentError as error:
+        if is_resource_exhaustion(error):
+            raise out_of_resources("reading", error) from error
         raise DocumentFailed(f"{error.code}: {error.message}") from error
 
 
@@ -299,8 +312,8 @@ def ocr_chunk(claims: Sequence[ClaimedDocument]) -> OCRChunk:
         except DocumentFailed as failure:
             result.failures.append(Failure(claim.key, failure.reason, claim.id))
             continue
-        except DocumentChanged as changed:
-            result.released.append(Failure(claim.key, str(changed), claim.id))
+        except DocumentReleased as released:
+            result.released.append(Failure(claim.key, str(released), claim.id))
             continue
         result.documents.append(OCRDocument(claim, pages))
         result.pages_cached += len(pages)
@@ -375,8 +388,8 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
             ready.append((item, document))
         except DocumentFailed as failure:
             result.failures.append(Failure(item.claim.key, failure.reason, item.claim.id))
-        except DocumentChanged as changed:
-            result.released.append(Failure(item.claim.key, str(changed), item.claim.id))
+        except DocumentReleased as released:
+            result.released.append(Failure(item.claim.key, str(released), item.claim.id))
     if not ready:
         return result
 
@@ -386,6 +399,10 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
             outcomes = extractor.extract_each([document for _, document in batch])
         for (item, _), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
+                if is_resource_exhaustion(outcome):
+                    reason = str(out_of_resources("extracting", outcome))
+                    result.released.append(Failure(item.claim.key, reason, item.claim.id))
+                    continue
                 reason = f"extraction error: {describe_error(outcome)[1]}"
                 result.failures.append(Failure(item.claim.key, reason, item.claim.id))
                 continue

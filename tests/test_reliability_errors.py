@@ -137,3 +137,33 @@ def test_a_statement_timeout_while_storing_goes_back_to_the_queue_without_retrie
     states = document_states(url)
     assert {state.status for state in states.values()} == {"queued"}
     assert all("statement timeout" in state.last_error for state in states.values())
+
+
+def test_a_document_whose_extraction_runs_out_of_memory_goes_back_to_the_queue(
+    prefect_api, docflow_env, random_model, monkeypatch
+):
+    """The extractor runs out of memory on each document (a real MemoryError, returned per
+    document as `extract_each` does): the documents are released with the reason, not failed
+    for good, and nothing is stored."""
+    from docformer.extraction import Extractor
+    from flows.digitize import digitize
+
+    settings = docflow_env
+    url = settings.database_url.get_secret_value()
+    prepare_services(settings)
+    put_numbered_pages(settings, 2, "oom/")
+
+    def out_of_memory(self, documents):
+        try:
+            bytearray(10**15)
+        except MemoryError as error:
+            return [error for _ in documents]
+        raise AssertionError("no MemoryError")
+
+    monkeypatch.setattr(Extractor, "extract_each", out_of_memory)
+    summary = digitize(model_version=str(random_model), chunk_size=2)
+    assert summary["extracted"] == 0 and summary["failed"] == 0
+    states = document_states(url)
+    assert {state.status for state in states.values()} == {"queued"}
+    assert all("out of resources while extracting" in s.last_error for s in states.values())
+    assert all(state.extractions == 0 for state in states.values())
