@@ -68,6 +68,10 @@ def _split_endpoint(endpoint: str) -> tuple[str, int]:
     return host or endpoint, int(port) if port else 80
 
 
+# The most volumes `weed mini` may create (deploy/local/seaweedfs.sh says why it is set).
+MAX_VOLUMES = 1000
+
+
 class EmbeddedSeaweedFS:
     """`weed mini` (master, volume, filer and S3 in one process) bound to 127.0.0.1."""
 
@@ -97,6 +101,9 @@ class EmbeddedSeaweedFS:
             "-admin.ui=false",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # Each bucket is a collection with volumes of its own; weed's automatic volume count
+            # stopped at 61 on a disk with 62 GB free. Volumes are not preallocated.
+            f"-volume.max={MAX_VOLUMES}",
         ]
         args += [f"-{flag}={port}" for flag, port in p.items()]
         # weed puts its local sockets in /tmp by default; keep them with the rest when the path

@@ -197,7 +197,9 @@ def test_one_finetune_at_a_time_and_a_killed_one_is_marked_crashed(
     import_receipts(tmp_path / "receipts", 4, None)
 
     log = tmp_path / "finetune.log"
-    parameters = {"fields": FIELDS, "max_steps": 100_000, "batch_size": 1}
+    # Long enough to still be training when it is killed, however fast the machine: the step
+    # cap and the epoch cap (10 epochs of 4 documents by default) are both far away.
+    parameters = {"fields": FIELDS, "max_steps": 100_000, "epochs": 100_000, "batch_size": 1}
     with open(log, "w") as output:
         worker = subprocess.Popen(
             [sys.executable, "-c", FINETUNE_SCRIPT, json.dumps(parameters)],

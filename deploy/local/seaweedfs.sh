@@ -3,10 +3,16 @@
 #   deploy/local/seaweedfs.sh start|stop|status
 # Environment: S3_DIR (default .docflow-local/seaweedfs), S3_BASE_PORT (default 58400: master,
 # +1 volume, +2 filer, +3 S3, gRPC ports +10000), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
-# (required: the server refuses anonymous and wrongly signed requests), WEED (the binary).
+# (required: the server refuses anonymous and wrongly signed requests), WEED (the binary),
+# S3_MAX_VOLUMES (default 1000).
 # weed's defaults bind every interface and phone home: the flags below turn both off.
+# Every bucket is a SeaweedFS collection with volumes of its own, and weed's automatic volume
+# count stopped at 61 on a disk with 62 GB free: the 62nd bucket's writes then fail with "No
+# writable volumes and no free volumes left". Volumes are not preallocated, so a higher count
+# costs no disk.
 set -euo pipefail
 S3_DIR=${S3_DIR:-$PWD/.docflow-local/seaweedfs}
+MAX_VOLUMES=${S3_MAX_VOLUMES:-1000}
 P=${S3_BASE_PORT:-58400}
 WEED=${WEED:-$(command -v weed || echo "$(dirname "$0")/../../.venv/bin/weed")}
 PIDFILE="$S3_DIR/weed.pid"
@@ -22,6 +28,7 @@ case "${1:-}" in
       mkdir -p "$S3_DIR/tmp"
       TMPDIR="$S3_DIR/tmp" nohup "$WEED" mini -dir="$S3_DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
         -master.telemetry=false -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+        -volume.max="$MAX_VOLUMES" \
         -master.port=$P -master.port.grpc=$((P + 10000)) \
         -volume.port=$((P + 1)) -volume.port.grpc=$((P + 10001)) \
         -filer.port=$((P + 2)) -filer.port.grpc=$((P + 10002)) \
