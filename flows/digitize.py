@@ -31,10 +31,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import Progress, digitize_markdown, publish_markdown
 from flows.chunks import StoredChunk
+from flows.discovery import discover_and_claim
 from flows.jobs import finish_job, open_job
 from flows.registry import resolve_model
 from flows.settings import get_settings
-from flows.tasks import check_extract_limit, digitize_chunk, discover_and_claim, release_chunk
+from flows.tasks import check_extract_limit, digitize_chunk, release_chunk
 
 # Chunks in flight at once: enough to keep OCR, extraction and storing overlapped on a small
 # machine; the OCR engine and the concurrency limit bound the heavy parts anyway.

@@ -16,17 +16,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.deployments import ensure_concurrency_limits
-
-    with prefect_test_harness(server_startup_timeout=120):
-        ensure_concurrency_limits()
-        yield
-
-
-@pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
     return build_random_model(tmp_path_factory.getbasetemp() / "random-docformerv2")
 
@@ -167,3 +156,38 @@ def test_a_document_whose_extraction_runs_out_of_memory_goes_back_to_the_queue(
     assert {state.status for state in states.values()} == {"queued"}
     assert all("out of resources while extracting" in s.last_error for s in states.values())
     assert all(state.extractions == 0 for state in states.values())
+
+
+def test_an_object_storage_refuses_to_read_is_that_objects_failure_and_the_rest_go_on(
+    prefect_api, docflow_env, random_model, monkeypatch
+):
+    """Of three objects, S3 refuses to read one (AccessDenied, as a bucket policy on one key
+    gives it): that object is the run's one failure, with the reason; the other two are
+    extracted. Once it is readable, the next run reads it: nothing is lost."""
+    from flows.digitize import digitize
+    from flows.storage import ObjectStore, StorageAccessDenied
+
+    settings = docflow_env
+    url = settings.database_url.get_secret_value()
+    prepare_services(settings)
+    keys = put_numbered_pages(settings, 3, "denied/")
+    denied = keys[1]
+    read_bytes = ObjectStore.read_bytes
+
+    def refuse_one(self, bucket, key, *args, **kwargs):
+        if key == denied:
+            raise StorageAccessDenied(f"access denied to s3://{bucket}/{key}: AccessDenied")
+        return read_bytes(self, bucket, key, *args, **kwargs)
+
+    monkeypatch.setattr(ObjectStore, "read_bytes", refuse_one)
+    summary = digitize(model_version=str(random_model), chunk_size=3)
+    assert summary["status"] == "completed" and summary["extracted"] == 2
+    assert [f["key"] for f in summary["failures"]] == [denied]
+    assert "cannot read the object: access denied" in summary["failures"][0]["reason"]
+
+    monkeypatch.setattr(ObjectStore, "read_bytes", read_bytes)
+    again = digitize(model_version=str(random_model), chunk_size=3)
+    assert again["extracted"] == 1 and not again["failures"]
+    states = document_states(url)
+    assert sorted(states) == sorted(keys)
+    assert {state.status for state in states.values()} == {"extracted"}
