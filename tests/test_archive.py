@@ -339,17 +339,6 @@ def test_docformer_ocr_writes_each_format(tmp_path, capsys):
 # --- the digitize flow -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.deployments import ensure_concurrency_limits
-
-    with prefect_test_harness(server_startup_timeout=120):
-        ensure_concurrency_limits()
-        yield
-
-
 def test_digitize_writes_records_and_never_rewrites_the_archive(
     prefect_api, docflow_env, tmp_path_factory
 ):

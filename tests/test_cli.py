@@ -14,7 +14,6 @@ from test_flows import seed_ocr_cache
 from docformer.synth import generate
 from flows.cli import build_parser, main
 
-prefect_api = test_flows.prefect_api
 receipts = test_flows.receipts
 tiny_model = test_flows.tiny_model
 

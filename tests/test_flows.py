@@ -121,18 +121,6 @@ def scalar(database_url: str, sql: str, **params):
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    """A throwaway Prefect API (temporary database) with docflow's concurrency limit."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.deployments import ensure_concurrency_limits
-
-    with prefect_test_harness(server_startup_timeout=120):
-        ensure_concurrency_limits()
-        yield
-
-
-@pytest.fixture(scope="module")
 def receipts() -> list[SynthDocument]:
     return synth_receipts()
 

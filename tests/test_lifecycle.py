@@ -25,7 +25,6 @@ from docformer.labelled import iter_labelled_folder, write_labelled_example
 from flows.cli import main
 from flows.settings import Settings
 
-prefect_api = test_flows.prefect_api
 receipts = test_flows.receipts
 tiny_model = test_flows.tiny_model
 

@@ -17,14 +17,6 @@ from flows.settings import Settings, get_settings
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def docflow(*argv: str) -> tuple[int, str]:
     """Run a `docflow` command in this process; (exit code, what it printed)."""
     out = io.StringIO()

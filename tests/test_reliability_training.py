@@ -32,17 +32,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.deployments import ensure_concurrency_limits
-
-    with prefect_test_harness(server_startup_timeout=120):
-        ensure_concurrency_limits()
-        yield
-
-
-@pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
     return build_random_model(tmp_path_factory.getbasetemp() / "random-docformerv2")
 

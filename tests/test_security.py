@@ -24,7 +24,6 @@ from test_services import docflow, embedded, started_pids  # noqa: F401  (fixtur
 
 from flows.settings import get_settings
 
-prefect_api = test_flows.prefect_api
 receipts = test_flows.receipts
 tiny_model = test_flows.tiny_model
 

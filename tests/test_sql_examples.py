@@ -13,7 +13,6 @@ from flows.demo import upload_documents
 from flows.page_text import page_text
 
 # The flow-test fixtures, shared: one Prefect API per module, one trained model per session.
-prefect_api = test_flows.prefect_api
 receipts = test_flows.receipts
 tiny_model = test_flows.tiny_model
 
