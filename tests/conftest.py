@@ -144,22 +144,16 @@ def docflow_env(monkeypatch, empty_database_url: str, s3_server: S3Server, tmp_p
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One throwaway Prefect API (temporary database) for the whole run: starting one takes
-    about 15 s, and nine test modules need one. Tests that need a Prefect server of their own
-    (a worker, a deployment) start it in a subprocess with its own PREFECT_API_URL."""
+@pytest.fixture(scope="module")
+def prefect_api() -> Iterator[None]:
+    """A throwaway Prefect API (temporary database) per test module, with docflow's extraction
+    limit at one slot as `docflow deploy` creates it. One API for the whole run was tried: the
+    start-up it saved (about 15 s a module) came back as slower calls on an API holding every
+    module's runs (the suite took 11 min 42 s either way)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
-def prefect_api(prefect_harness) -> Iterator[None]:
-    """The run's Prefect API with docflow's extraction limit at one slot, as `docflow deploy`
-    creates it (a module may resize it; each module starts from one slot again)."""
     from flows.deployments import ensure_concurrency_limits
 
-    ensure_concurrency_limits()
-    yield
+    with prefect_test_harness(server_startup_timeout=120):
+        ensure_concurrency_limits()
+        yield

@@ -115,6 +115,7 @@ def test_demo_digitizes_sample_scans_and_is_safe_to_run_twice(
     code, out = run_cli(capsys, "demo", "--count", "2")
     assert code == 0 and "digitize job 1: completed" in out
     assert "SELECT company.value AS company" in out and "company" in out
+    assert ": 2 written, 0 already there" in out  # the two documents' PDF, ALTO and hOCR
     assert (
         'docflow search "total"' in out and "searchable PDF of" in out and ".searchable.pdf" in out
     )

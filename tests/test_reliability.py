@@ -51,13 +51,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prefect_api(prefect_harness):
-    """The run's Prefect API with an extraction limit that lets every task thread extract at
-    once: these tests are about claims and faults, not about queueing for the model."""
+def prefect_api():
+    """A throwaway Prefect API whose extraction limit lets every task thread extract at once:
+    these tests are about claims and faults, not about queueing for the model."""
+    from prefect.testing.utilities import prefect_test_harness
+
     from flows.deployments import ensure_concurrency_limits
 
-    ensure_concurrency_limits(extract_slots=4)
-    yield
+    with prefect_test_harness(server_startup_timeout=120):
+        ensure_concurrency_limits(extract_slots=4)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,19 @@ def print_summary(summary: dict) -> None:
     console.print(table)
     for failure in summary.get("failures") or []:
         console.print(f"  failed: {failure['key']}: {failure['reason']}", markup=False)
+    if summary.get("released"):
+        console.print(f"  given back to the queue for the next run: {summary['released']}")
+    archive = summary.get("archive")
+    if archive and (archive["written"] or archive["skipped"] or archive["failed"]):
+        console.print(
+            f"  archive s3://{archive['bucket']}: {archive['written']} written, "
+            f"{archive['skipped']} already there",
+            markup=False,
+        )
+        for failure in archive["failed"]:
+            console.print(
+                f"  archive not written: {failure['key']}: {failure['reason']}", markup=False
+            )
     if summary.get("fields"):
         fields = Table(title="fields stored")
         for column in ("field", "documents", "mean confidence"):
