@@ -68,12 +68,12 @@ def evaluate_on_fields(
     model_dir: str | Path, examples: Sequence[Any], fields: Sequence[str], device: str = "auto"
 ) -> dict[str, Any]:
     """Scores of the model in `model_dir` on labelled `examples` over `fields` (the result of
-    `docformer.training.finetune.score_extractions`). Fields the model cannot read are not
+    `docformer.training.finetune_report.score_extractions`). Fields the model cannot read are not
     asked of it and score zero where labelled; a field a document's labels do not name is not
     judged on that document."""
     from docformer.extraction import Extractor, load_model, resolve_device
     from docformer.models.docformerv2 import DocFormerV2Processor
-    from docformer.training.finetune import score_extractions
+    from docformer.training.finetune_report import score_extractions
 
     readable = [name for name in fields if name in model_fields(model_dir)]
     results: list[dict[str, Any]] = [{} for _ in examples]

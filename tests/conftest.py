@@ -147,9 +147,8 @@ def docflow_env(monkeypatch, empty_database_url: str, s3_server: S3Server, tmp_p
 @pytest.fixture(scope="module")
 def prefect_api() -> Iterator[None]:
     """A throwaway Prefect API (temporary database) per test module, with docflow's extraction
-    limit at one slot as `docflow deploy` creates it. One API for the whole run was tried: the
-    start-up it saved (about 15 s a module) came back as slower calls on an API holding every
-    module's runs (the suite took 11 min 42 s either way)."""
+    limit at one slot as `docflow deploy` creates it: each module's flow runs, artifacts and
+    limits start clean. (One API for the whole run, tried, did not make the suite faster.)"""
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.deployments import ensure_concurrency_limits
