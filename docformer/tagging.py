@@ -180,21 +180,14 @@ def decode_spans(
         p_in_field = np.clip(probs[:, begin] + probs[:, inside], 1e-12, 1 - 1e-6)
         starts = np.flatnonzero(p_in_field >= min_start)
         if ocr is not None and typed_spans(name, "") is not None:
-            p_start, p_continue = p_in_field, probs[:, inside]
-            typed = _best_typed_value(name, ocr, order, starts, p_start, p_continue)
-            if typed is not None:
-                (first, last), confidence = typed
-                words = tuple(int(w) for w in order[first : last + 1])
-                spans[name] = TaggedSpan(name, words, confidence)
-            continue
+            found = _best_typed_value(name, ocr, order, starts, p_in_field, probs[:, inside])
         else:
-            p_start, p_continue = p_in_field, p_in_field
-            best = _best_run(starts, _log_odds(probs[:, begin]), _log_odds(p_continue))
-        if best is None:
-            continue
-        first, last = best
-        words = tuple(int(w) for w in order[first : last + 1])
-        spans[name] = TaggedSpan(name, words, _span_probability(first, last, p_start, p_continue))
+            best = _best_run(starts, _log_odds(probs[:, begin]), _log_odds(p_in_field))
+            found = best and (best, _span_probability(*best, p_in_field, p_in_field))
+        if found:
+            (first, last), confidence = found
+            words = tuple(int(w) for w in order[first : last + 1])
+            spans[name] = TaggedSpan(name, words, confidence)
     return spans
 
 

@@ -19,7 +19,6 @@ confidence and line), with lxml:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -27,6 +26,7 @@ from importlib.resources import files
 from lxml import etree
 
 from docformer.document import Document, OCRResult, Word
+from docformer.grounding import union_box
 
 ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
 ALTO_SCHEMA_FILE = "alto-4-4.xsd"
@@ -109,10 +109,10 @@ def to_alto(document: Document, *, created: datetime | None = None) -> bytes:
         if not lines:
             continue
         block = etree.SubElement(space, f"{a}TextBlock", ID=f"P{number}_B1")
-        _set_box(block, _union(w.box for line in lines for w in line))
+        _set_box(block, union_box([w.box for line in lines for w in line]))
         for line_number, words in enumerate(lines, 1):
             line_element = etree.SubElement(block, f"{a}TextLine", ID=f"P{number}_L{line_number}")
-            _set_box(line_element, _union(w.box for w in words))
+            _set_box(line_element, union_box([w.box for w in words]))
             for word_number, word in enumerate(words, 1):
                 if word_number > 1:
                     etree.SubElement(line_element, f"{a}SP")
@@ -133,16 +133,6 @@ def _set_box(element: etree._Element, box) -> None:
     element.set("VPOS", _number(y0))
     element.set("WIDTH", _number(max(x1 - x0, 0.0)))
     element.set("HEIGHT", _number(max(y1 - y0, 0.0)))
-
-
-def _union(boxes: Iterable) -> tuple[float, float, float, float]:
-    boxes = list(boxes)
-    return (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
 
 
 def read_alto(data: bytes) -> list[OCRResult]:
@@ -238,7 +228,7 @@ def to_hocr(document: Document) -> bytes:
             continue
         # One area and one paragraph per page, as Tesseract nests them (PaddleOCR gives no
         # blocks): hOCR readers such as OCRmyPDF's look for lines inside paragraphs.
-        page_box = _hocr_box(_union(w.box for line in lines for w in line))
+        page_box = _hocr_box(union_box([w.box for line in lines for w in line]))
         area = etree.SubElement(
             page_element, f"{h}div",
             {"class": "ocr_carea", "id": f"block_{number}_1", "title": f"bbox {page_box}"},
@@ -254,7 +244,7 @@ def to_hocr(document: Document) -> bytes:
                 {
                     "class": "ocr_line",
                     "id": f"line_{number}_{line_number}",
-                    "title": f"bbox {_hocr_box(_union(w.box for w in words))}",
+                    "title": f"bbox {_hocr_box(union_box([w.box for w in words]))}",
                 },
             )
             for word_number, word in enumerate(words, 1):
