@@ -24,21 +24,39 @@ class LabelledDocument:
     page_count: int | None = None  # None until digitize has read the document
 
 
-def store_labels(session: Session, document_id: int, labels: Mapping[str, str], source: str) -> int:
+def store_labels(
+    session: Session,
+    document_id: int,
+    labels: Mapping[str, str],
+    source: str,
+    *,
+    reviewer_id: int | None = None,
+) -> int:
     """Store ground-truth values for a document; one value per (document, name, source), so
-    storing again replaces. Returns the number of labels written."""
+    storing again replaces. An empty value says the field is not on the document. Returns the
+    number of labels written."""
     if not labels:
         return 0
     statement = pg_insert(Label).values(
         [
-            {"document_id": document_id, "name": name, "value": str(value), "source": source}
+            {
+                "document_id": document_id,
+                "name": name,
+                "value": str(value),
+                "source": source,
+                "reviewer_id": reviewer_id,
+            }
             for name, value in labels.items()
         ]
     )
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[Label.document_id, Label.name, Label.source],
-            set_={"value": statement.excluded.value, "created_at": func.now()},
+            set_={
+                "value": statement.excluded.value,
+                "reviewer_id": statement.excluded.reviewer_id,
+                "created_at": func.now(),
+            },
         )
     )
     return len(labels)

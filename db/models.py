@@ -407,7 +407,8 @@ class Field(Base):
 class Label(Base):
     """A ground-truth value for one field of one document, from an import or a reviewer.
 
-    One value per (document, name, source): storing a label again replaces it.
+    One value per (document, name, source): storing a label again replaces it. An empty value
+    says the field is not on the document (a reviewer's "not on this document").
     """
 
     __tablename__ = "labels"
@@ -417,6 +418,8 @@ class Label(Base):
     name: Mapped[str] = mapped_column(Text)
     value: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
+    # Who gave a label from the review application (source 'review'); NULL for imports.
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("reviewers.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = created_at_column()
 
     __table_args__ = (UniqueConstraint("document_id", "name", "source"),)
@@ -480,3 +483,13 @@ class ArchiveOutput(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
     __table_args__ = (UniqueConstraint("document_id", "kind", "ocr_engine"),)
+
+
+# The review tables share this metadata; imported last because they build on `Base`.
+from db.models_review import (  # noqa: E402, F401
+    ReviewDecision,
+    ReviewDecisionKind,
+    Reviewer,
+    ReviewLease,
+    ReviewThreshold,
+)

@@ -200,8 +200,8 @@ def test_raw_value_migration_keeps_rows_stored_before_it(empty_database_url: str
     migrate.upgrade(empty_database_url)
     assert migrate.current(empty_database_url) == migrate.head()
     with engine.connect() as connection:
-        # Appended: every v1 column keeps its position.
-        assert view_columns(connection) == [*v1_columns, "raw_value"]
+        # Appended: every v1 column keeps its position (0006 appends the review columns).
+        assert view_columns(connection) == [*v1_columns, "raw_value", "corrected", "model_value"]
         assert connection.execute(sa.text("SELECT raw_value FROM fields")).all() == [(None,)]
         shown = connection.execute(sa.text("SELECT value, raw_value FROM current_fields")).all()
         assert shown == [("22 Mar 18", "22 Mar 18")]
@@ -739,9 +739,10 @@ def test_raw_value_is_stored_beside_the_styled_value(
         ("note", "A\tB", "a\tb \\N"),
         ("total", "9.00", "9.00"),
     ]
-    # raw_value is the view's last column: positional readers of the v1 columns are unaffected.
+    # raw_value follows the v1 columns, then 0006 appends the review columns: positional
+    # readers of the v1 columns are unaffected.
     last = session.execute(sa.text("SELECT * FROM current_fields LIMIT 1")).keys()
-    assert list(last)[-2:] == ["review_status", "raw_value"]
+    assert list(last)[-4:] == ["review_status", "raw_value", "corrected", "model_value"]
 
 
 # ---------------------------------------------------------------------------------------------
