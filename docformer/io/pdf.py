@@ -139,6 +139,9 @@ def text_layer_words(page: pdfium.PdfPage, scale: float) -> list[Word]:
     seg_words: list[Word] = []
     chars: list[str] = []
     boxes: list[Box] = []
+    # Top and bottom of the segment's glyphs so far, grown glyph by glyph: rebuilding it from the
+    # whole segment for each glyph made a long line cost time quadratic in its glyphs.
+    band: list[float] = []
 
     def end_word() -> None:
         if chars:
@@ -148,6 +151,7 @@ def text_layer_words(page: pdfium.PdfPage, scale: float) -> list[Word]:
 
     def end_segment() -> None:
         end_word()
+        band.clear()
         if seg_words:
             segments.append(TextSegment(list(seg_words), quad_from_box(_union(seg_words))))
             seg_words.clear()
@@ -165,10 +169,9 @@ def text_layer_words(page: pdfium.PdfPage, scale: float) -> list[Word]:
             last = boxes[-1] if boxes else seg_words[-1].box
             # Compare with the whole segment's band, not the last glyph: a comma or a
             # hyphen alone does not show where the line sits.
-            band = _union(boxes + [w.box for w in seg_words])
             centre_y = (box[1] + box[3]) / 2
-            height = max(band[3] - band[1], box[3] - box[1])
-            off_baseline = not (band[1] - 0.2 * height <= centre_y <= band[3] + 0.2 * height)
+            height = max(band[1] - band[0], box[3] - box[1])
+            off_baseline = not (band[0] - 0.2 * height <= centre_y <= band[1] + 0.2 * height)
             jumps_back = box[0] < last[0] - 0.5 * height
             # A wide gap splits segments, so text columns never share one.
             far_right = box[0] - last[2] > 2.0 * height
@@ -176,6 +179,7 @@ def text_layer_words(page: pdfium.PdfPage, scale: float) -> list[Word]:
                 end_segment()
         chars.append(char)
         boxes.append(box)
+        band[:] = [min(band[0], box[1]), max(band[1], box[3])] if band else [box[1], box[3]]
     end_segment()
 
     words = assign_lines(segments)

@@ -20,11 +20,12 @@
 - Batches are padded on the right to their longest row; output is deterministic.
 
 Long pages: `__call__` truncates the OCR tokens to the encoder budget and logs a warning.
-Extraction must use `windows(...)`: each page is cut into windows of whole words that overlap by
-`window_overlap` tokens, each window one batch row carrying the prompt; `source_index` says which
-input each row came from. `merge_window_answers` then keeps, per input, the highest-confidence
-non-empty answer (empty only when every window answered empty) - a field is usually printed once,
-so the window that sees it answers with confidence and the others answer empty or unsure.
+Extraction must use `windows(...)`: each page is cut into windows of whole words (only a word
+longer than half a window is cut) that overlap by `window_overlap` tokens, each window one batch
+row carrying the prompt; `source_index` says which input each row came from.
+`merge_window_answers` then keeps, per input, the highest-confidence non-empty answer (empty only
+when every window answered empty) - a field is usually printed once, so the window that sees it
+answers with confidence and the others answer empty or unsure.
 
 The processor is a plain class rather than a `ProcessorMixin`: its image step is a resize and a
 normalisation, and `save_pretrained`/`from_pretrained` only need the tokenizer plus one JSON file.
@@ -216,17 +217,24 @@ class DocFormerV2Processor:
 
     def window_spans(self, tokens: PageTokens, budget: int) -> list[tuple[int, int]]:
         """[start, end) token spans covering every token, at most `budget` long, cut between
-        words where possible, consecutive spans overlapping by about `window_overlap` tokens."""
+        words where possible, consecutive spans overlapping by about `window_overlap` tokens.
+
+        A cut moves back to a word start only while that keeps at least half a window: a word
+        longer than that (an OCR'd barcode, a run of text without spaces) is cut inside, so every
+        window is at least half the budget long and advances by at least half its length: a page
+        of n tokens takes at most about 4n / budget windows (n / (budget - window_overlap) with
+        ordinary words), never one per token of a long word."""
         n = len(tokens)
         if n <= budget:
             return [(0, n)]
         word_ids = tokens.word_ids
 
-        def word_start(i: int, floor: int) -> int:
-            # Move i back to the first token of its word, but not to or before `floor`.
-            while i > floor + 1 and word_ids[i - 1] == word_ids[i]:
-                i -= 1
-            return i
+        def word_start(i: int, lowest: int) -> int:
+            # The first token of i's word if that is at or after `lowest`, else i (cut the word).
+            j = i
+            while j > lowest and word_ids[j - 1] == word_ids[j]:
+                j -= 1
+            return j if j == 0 or word_ids[j - 1] != word_ids[j] else i
 
         spans, start = [], 0
         while True:
@@ -234,9 +242,10 @@ class DocFormerV2Processor:
             if end == n:
                 spans.append((start, n))
                 return spans
-            end = word_start(end, start)  # a word longer than the budget is cut
+            end = word_start(end, start + max(budget // 2, 1))
             spans.append((start, end))
-            start = max(word_start(max(end - self.window_overlap, start + 1), start), start + 1)
+            least = start + max((end - start) // 2, 1)
+            start = word_start(max(end - self.window_overlap, least), least)
 
     # --- image ----------------------------------------------------------------------------
     def pixel_values(self, images: Sequence[Image.Image | None]) -> torch.Tensor:
