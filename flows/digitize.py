@@ -12,11 +12,13 @@ The recipe (each step a task in `flows/tasks.py`):
    archive bucket (`flows/archive.py`; skipped where they exist for the same content and OCR);
 5. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
 
-Where and when it runs lives in `prefect.yaml`; in-process runs (`docflow run`) use the
-ephemeral Prefect API. Chunks run in threads (`ThreadPoolTaskRunner`): one OCR engine per
-process uses several cores inside each page, and the threads overlap one chunk's OCR with
-another's reading, extraction and storing. For more than one machine, a Dask or Ray task runner
-spreads the chunks; the tasks already pass only small, picklable values.
+`digitize_upload` is the same run for the keys a `docflow.document.uploaded` event names, once
+it has checked the event's bucket and keys. Where and when both run lives in `prefect.yaml`;
+in-process runs (`docflow run`) use the ephemeral Prefect API. Chunks run in threads
+(`ThreadPoolTaskRunner`): one OCR engine per process uses several cores inside each page, and
+the threads overlap one chunk's OCR with another's reading, extraction and storing. For more
+than one machine, a Dask or Ray task runner spreads the chunks; the tasks already pass only
+small, picklable values.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def digitize(
             job_id, bucket, prefix, modified_since, limit, keys, reprocess
         )
         claimed = discovery.claimed
+        if not claimed:  # nothing new, or another run holds it: no chunk, no model loaded
+            logger.info("no document to work on: none is waiting, or other runs hold them")
         chunks = [claimed[i : i + chunk_size] for i in range(0, len(claimed), chunk_size)]
         progress = Progress(len(claimed), "digitize-progress", f"job {job_id}: documents done")
 
@@ -165,6 +169,55 @@ def digitize(
         summary["pages_per_minute"],
     )
     return summary
+
+
+class UploadRefused(ValueError):
+    """An upload event the flow will not act on (a bucket not allowed, no usable key)."""
+
+
+@flow(name="digitize-upload", task_runner=ThreadPoolTaskRunner(max_workers=TASK_THREADS))
+def digitize_upload(bucket: str, keys: list[str]) -> dict[str, Any]:
+    """Digitize exactly the `keys` of `bucket` that a `docflow.document.uploaded` event names:
+    the entry point of the `digitize-on-upload` deployment, whose trigger fills both from the
+    event's payload.
+
+    Anyone who can emit an event chooses its payload, so it is checked before anything is read,
+    claimed or loaded: the bucket must be the inbox or one of `DOCFLOW_UPLOAD_BUCKETS`, and at
+    least one key must be one an S3 request can address (not empty, no `.` or `..` segment).
+    Otherwise the run fails with `UploadRefused`, saying why, having opened no job. The other
+    invalid keys of an accepted event are failures of its run, as in `digitize`.
+
+    Runs that name documents another run is working on claim none of them (claims are
+    exclusive) and end without loading a model. How many of these runs go at once is the
+    deployment's concurrency limit in `prefect.yaml`; the rest wait for a slot.
+    """
+    reason = upload_refusal(get_settings().allowed_upload_buckets, bucket, keys)
+    if reason is not None:
+        get_run_logger().error("upload event refused, nothing was read or claimed: %s", reason)
+        raise UploadRefused(reason)
+    return digitize.fn(bucket=bucket, keys=keys)
+
+
+def upload_refusal(allowed: frozenset[str], bucket: str, keys: list[str]) -> str | None:
+    """Why an upload event naming `keys` of `bucket` must not be acted on; None when it may."""
+    from flows.storage import InvalidName, check_name
+
+    if bucket not in allowed:
+        return (
+            f"the event names bucket {bucket!r}, which is neither the inbox bucket nor in "
+            f"DOCFLOW_UPLOAD_BUCKETS (allowed: {', '.join(sorted(allowed))})"
+        )
+    invalid = []
+    for key in keys:
+        try:
+            check_name(bucket, key)
+        except InvalidName as error:
+            invalid.append(str(error))
+    if len(invalid) == len(keys):
+        more = f"; and {len(invalid) - 3} more" if len(invalid) > 3 else ""
+        shown = "; ".join(invalid[:3]) + more
+        return f"the event names no key that can be read ({shown or 'no keys at all'})"
+    return None
 
 
 def _close_failed(job_id: int, error: BaseException) -> None:

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     inbox_bucket: str = "docflow-inbox"
     inbox_prefix: str = ""
+    # Buckets a `docflow.document.uploaded` event may name besides the inbox, comma-separated.
+    # An event naming any other bucket is refused: events are not trusted to choose what is read.
+    upload_buckets: str = Field(
+        "", description="comma-separated buckets upload events may name (the inbox always)"
+    )
     artifact_bucket: str = "docflow-artifacts"
     # Each digitized document's searchable PDF, ALTO and hOCR (flows/archive.py).
     archive_bucket: str = "docflow-archive"
@@ -59,6 +64,12 @@ class Settings(BaseSettings):
     project_dir: Path | None = Field(
         None, description="checkout a Prefect worker runs the flows from (prefect.yaml's pull step)"
     )
+
+    @property
+    def allowed_upload_buckets(self) -> frozenset[str]:
+        """The buckets an upload event may name: the inbox and `DOCFLOW_UPLOAD_BUCKETS`."""
+        named = (name.strip() for name in self.upload_buckets.split(","))
+        return frozenset([self.inbox_bucket, *filter(None, named)])
 
     @property
     def masked_database_url(self) -> str:

@@ -333,17 +333,26 @@ class ObjectStore:
     # -- errors -----------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T], bucket: str, key: str | None = None) -> T:
-        try:  # the SDK's own name checks; it would raise a bare ValueError from inside `fn`
-            if bucket:
-                check_bucket_name(bucket)
-            if key is not None:
-                check_object_name(key)
-        except ValueError as exc:
-            raise InvalidName(f"{_where(bucket, key)}: {exc}") from exc
+        check_name(bucket, key)
         try:
             return fn()
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _translate(exc, bucket, key) from exc
+
+
+def check_name(bucket: str, key: str | None = None) -> None:
+    """Raise `InvalidName` for a bucket or key no S3 request can address: an empty or blank
+    key, a key with a `.` or `..` path segment, a bucket name S3 forbids. Sends nothing; every
+    call of the store checks this first (the SDK would raise a bare ValueError from inside)."""
+    try:
+        if bucket:
+            check_bucket_name(bucket)
+        if key is not None:
+            if not key.strip():  # the SDK's own check says nothing about why
+                raise ValueError("an object key cannot be empty or blank")
+            check_object_name(key)
+    except ValueError as exc:
+        raise InvalidName(f"{_where(bucket, key)}: {exc}") from exc
 
 
 READ_PIECE_BYTES = 1024 * 1024

@@ -4,6 +4,7 @@ and `demo`."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from flows.cli.common import (
@@ -17,6 +18,10 @@ from flows.cli.common import (
 )
 
 UPLOAD_EVENT = "docflow.document.uploaded"
+# At most this many keys, and about this many bytes of them, in one upload event: one event,
+# so one run, per `docflow upload` but for huge ones (Prefect's event limit is 1.5 MB).
+UPLOAD_EVENT_KEYS = 1000
+UPLOAD_EVENT_BYTES = 1_000_000
 # Rows `export` fetches from the database at a time: what it holds in memory (CSV, JSON lines).
 EXPORT_BATCH_ROWS = 1000
 # A CSV cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +1+1,
@@ -24,24 +29,54 @@ EXPORT_BATCH_ROWS = 1000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def emit_upload_event(bucket: str, keys: list[str]):
+def upload_event_payloads(
+    bucket: str,
+    keys: list[str],
+    max_keys: int = UPLOAD_EVENT_KEYS,
+    max_bytes: int = UPLOAD_EVENT_BYTES,
+) -> list[dict]:
+    """The payloads of the events announcing `keys`: one for the whole upload, so one
+    `docflow upload` starts one run however many files it puts; split in order only where the
+    keys would pass `max_keys` or about `max_bytes` of JSON (Prefect refuses an event over its
+    size limit, 1.5 MB by default)."""
+    payloads: list[dict] = []
+    batch: list[str] = []
+    size = 0
+    for key in keys:
+        cost = len(json.dumps(key).encode()) + 2  # the quoted key and its separator
+        if batch and (len(batch) >= max_keys or size + cost > max_bytes):
+            payloads.append({"bucket": bucket, "keys": batch})
+            batch, size = [], 0
+        batch.append(key)
+        size += cost
+    if batch:
+        payloads.append({"bucket": bucket, "keys": batch})
+    return payloads
+
+
+def emit_upload_events(bucket: str, keys: list[str]) -> list:
     """Tell Prefect that `keys` arrived in `bucket`: the `digitize-on-upload` deployment's
-    trigger starts a run for exactly those keys. Any client may emit the same event: name
-    `docflow.document.uploaded`, resource id `docflow.inbox.<bucket>`, payload
-    {"bucket": ..., "keys": [...]}."""
+    trigger starts a run for exactly those keys (its concurrency limit queues the runs past
+    it). Any client may emit the same event: name `docflow.document.uploaded`, resource id
+    `docflow.inbox.<bucket>`, payload {"bucket": ..., "keys": [...]}; the run refuses a bucket
+    that is neither the inbox nor in DOCFLOW_UPLOAD_BUCKETS. Returns the events sent (none
+    when Prefect events are turned off)."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
 
-    event = emit_event(
-        event=UPLOAD_EVENT,
-        resource={
-            "prefect.resource.id": f"docflow.inbox.{bucket}",
-            "prefect.resource.name": bucket,
-        },
-        payload={"bucket": bucket, "keys": keys},
-    )
+    events = [
+        emit_event(
+            event=UPLOAD_EVENT,
+            resource={
+                "prefect.resource.id": f"docflow.inbox.{bucket}",
+                "prefect.resource.name": bucket,
+            },
+            payload=payload,
+        )
+        for payload in upload_event_payloads(bucket, keys)
+    ]
     EventsWorker.drain_all()  # events are sent in the background; this process ends next
-    return event
+    return [event for event in events if event is not None]
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -63,10 +98,10 @@ def cmd_upload(args: argparse.Namespace) -> int:
     for key in keys:
         print(f"s3://{settings.inbox_bucket}/{key}")
     if not args.no_event:
-        event = emit_upload_event(settings.inbox_bucket, keys)
-        if event is None:
+        events = emit_upload_events(settings.inbox_bucket, keys)
+        if not events:
             print("no event sent: Prefect events are turned off here", file=sys.stderr)
-        else:
+        for event in events:
             print(f"event {UPLOAD_EVENT} {event.id}")
     return 0
 
