@@ -171,9 +171,12 @@ CURRENT_ITEMS = """
 """
 
 # Items waiting for a decision, with the filters; `:reviewer` sees neither the items another
-# reviewer holds nor those they skipped themselves.
+# reviewer holds nor those they skipped themselves. With NULL for `:reviewer` both conditions
+# match no one (`= NULL` and `<> NULL` are never true): every waiting item, leased or skipped
+# or not, which is the backlog `db.review_stats` counts.
 QUEUE = f"""
-    SELECT c.field_id, c.document_id, c.name
+    SELECT c.field_id, c.document_id, c.name, c.confidence, c.threshold,
+           mv.name AS model_version
     FROM ({CURRENT_ITEMS}) AS c
     JOIN model_versions AS mv ON mv.id = c.model_version_id
     LEFT JOIN jobs AS j ON j.id = c.job_id
@@ -208,7 +211,7 @@ LEASE = text(
 
 
 def _queue_params(
-    session: Session, reviewer_id: int, queue_filter: QueueFilter, audit_rate: float
+    session: Session, reviewer_id: int | None, queue_filter: QueueFilter, audit_rate: float
 ) -> dict[str, Any]:
     return {
         "default_threshold": default_threshold(session),
