@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     finetune_min_holdout: int = Field(
         20, ge=0, description="labelled holdout documents per compared field to promote"
     )
+    # The review application (`docflow review`). Without a secret key one is made on first use
+    # and kept in `home`; set one when several application processes serve the same reviewers.
+    review_secret_key: SecretStr | None = None
+    review_audit_rate: float = Field(
+        0.02, ge=0, le=1, description="share of confident fields drawn for review as an audit"
+    )
+    review_lease_seconds: int = Field(600, ge=10, description="how long an item stays leased")
+    # Behind a TLS-terminating proxy: the session cookie is then sent over HTTPS only.
+    review_https_only: bool = False
     project_dir: Path | None = Field(
         None, description="checkout a Prefect worker runs the flows from (prefect.yaml's pull step)"
     )

@@ -71,3 +71,69 @@ def seed_documents(
         )
     session.commit()
     return seeded
+
+
+OCR_ENGINE = "test-engine/1"
+# Words on the page, each with its box: what the review screen lets people click.
+PAGE_WORDS = [
+    ("ACME", (40, 30, 140, 60)),
+    ("SDN", (150, 30, 210, 60)),
+    ("BHD", (220, 30, 280, 60)),
+    ("<script>alert('w')</script>", (40, 90, 300, 115)),
+    ("TOTAL", (40, 300, 140, 330)),
+    ("19.00", (300, 300, 380, 330)),
+    ("RM", (250, 300, 290, 330)),
+]
+
+
+def seed_scene(settings, session: Session, count: int = 1, key_prefix: str = "scans/") -> list:
+    """`count` PNG receipts in the inbox bucket, with their OCR in the artifact bucket's OCR
+    cache and an extraction each: company (sure), total (unsure, 9.00 where the page says
+    19.00). Returns the `SeededDocument`s."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from docformer.document import OCRResult, Word
+    from flows.clients import object_store
+    from flows.ocr_cache import BucketOCRCache
+
+    store = object_store(settings)
+    for bucket in (settings.inbox_bucket, settings.artifact_bucket):
+        store.ensure_bucket(bucket)
+    model = seed_model(session)
+    contents, keys = [], []
+    for i in range(count):
+        image = Image.new("RGB", (420, 380), "white")
+        draw = ImageDraw.Draw(image)
+        for text, box in PAGE_WORDS:
+            draw.rectangle(box, outline=(120, 120, 120))
+            draw.text((box[0] + 3, box[1] + 5), text[:12], fill="black")
+        draw.text((10, 360), f"receipt {i}", fill="black")
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        contents.append(buffer.getvalue())
+        keys.append(f"{key_prefix}{i:03d}.png")
+    fields = [
+        {"name": "company", "value": "ACME SDN BHD", "confidence": 0.999, "page": 0,
+         "box": [40, 30, 280, 60]},
+        {"name": "total", "value": "9.00", "value_num": "9.00", "confidence": 0.41, "page": 0,
+         "box": [300, 300, 380, 330]},
+    ]
+    page = {"page_index": 0, "width": 420, "height": 380, "ocr_engine": OCR_ENGINE,
+            "word_count": len(PAGE_WORDS)}
+    seeded = []
+    for data, key in zip(contents, keys, strict=True):
+        store.put_bytes(settings.inbox_bucket, key, data)
+        (document,) = seed_documents(
+            session, model, [fields], bucket=settings.inbox_bucket, keys=[key], contents=[data],
+            pages=[page],
+        )
+        ocr = OCRResult(
+            420, 380,
+            [Word(text, box, 0.99, line_id=n) for n, (text, box) in enumerate(PAGE_WORDS)],
+            engine=OCR_ENGINE,
+        )
+        BucketOCRCache(store, settings.artifact_bucket).put(document.sha256, 0, OCR_ENGINE, ocr)
+        seeded.append(document)
+    return seeded

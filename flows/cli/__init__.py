@@ -2,7 +2,8 @@
 
 One function per subcommand (`cmd_<name>`), in the module of its group: `services` (up, down,
 init, status, db, deploy), `documents` (upload, run, jobs, fields, export, search, demo),
-`labels`, `models` and `training` (finetune, pretrain); what they share is in `common`. Each is
+`labels`, `models`, `training` (finetune, pretrain) and `review` (review, reviewers, which
+registers its own parsers); what they share is in `common`. Each is
 registered in `build_parser()`. Every import that costs time (Prefect, SQLAlchemy, minio,
 torch) happens inside the subcommand that needs it, so `docflow --help` stays instant. To add a
 subcommand: write `cmd_x(args) -> int` in its group's module, add a parser for it in
@@ -32,6 +33,7 @@ from flows.cli.models import (
     cmd_models_rollback,
     cmd_models_show,
 )
+from flows.cli.review import add_parsers as add_review_parsers
 from flows.cli.services import cmd_db, cmd_deploy, cmd_down, cmd_init, cmd_status, cmd_up
 from flows.cli.training import cmd_finetune, cmd_pretrain
 
@@ -244,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=20)
     demo.add_argument("--seed", type=int, default=2024)
     demo.set_defaults(handler=cmd_demo)
+
+    add_review_parsers(commands)
     return parser
 
 
