@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-tools lint up down status clean checkpoint
+.PHONY: install run test test-tools lint up down status clean checkpoint review-screenshot
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,21 @@ run: install
 	$(BIN)/docflow up
 	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/docflow demo
 
-# pdftotext (Debian's poppler-utils) is how the tests read the searchable PDFs' text layer.
+# pdftotext (Debian's poppler-utils) is how the tests read the searchable PDFs' text layer;
+# chromium and chromium-driver are the browser the review application's tests drive.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEST_PACKAGES := poppler-utils chromium chromium-driver
 test-tools:
-	command -v pdftotext >/dev/null || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq poppler-utils; }
+	command -v pdftotext >/dev/null && command -v chromium >/dev/null && \
+		command -v chromedriver >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(TEST_PACKAGES); }
+
+# docs/review-screen.png, the README's picture of the review screen: the browser test's
+# screenshot of a synthetic receipt's first unsure field.
+review-screenshot: install test-tools
+	DOCFLOW_REVIEW_SCREENSHOT=$(CURDIR)/docs/review-screen.png $(BIN)/pytest -q \
+		--basetemp="$$(mktemp -d)/pytest" \
+		tests/test_review_browser.py::test_a_reviewer_works_through_the_queue_with_the_keyboard
 
 test: install test-tools
 	$(BIN)/ruff check .

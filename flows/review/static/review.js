@@ -56,10 +56,18 @@ async function submit(form, decision) {
   const html = await response.text();
   if (response.ok && slot) {
     slot.innerHTML = html;  // the next item, rendered by the server
+    showField();
   } else {
     document.open(); document.write(html); document.close();  // the server's explanation
   }
 }
+
+// Scroll the page so the field's box is in view (the zoomed crop shows it up close).
+function showField() {
+  const box = document.querySelector("#item .field-box");
+  if (box) box.scrollIntoView({ block: "center", inline: "nearest" });
+}
+document.addEventListener("DOMContentLoaded", showField);
 
 document.addEventListener("click", (event) => {
   const word = event.target.closest("button.word");
