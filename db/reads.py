@@ -27,7 +27,7 @@ RECENT_JOBS = text(
 CURRENT_FIELDS = text(
     """
     SELECT document_id, source_bucket, source_key, sha256, model_version, extracted_at,
-           name, value, value_num, value_date, currency, confidence, page, box
+           name, value, value_num, value_date, currency, confidence, page, box, corrected
     FROM current_fields
     WHERE (CAST(:since AS timestamptz) IS NULL OR extracted_at >= CAST(:since AS timestamptz))
     ORDER BY document_id, name

@@ -4,6 +4,8 @@ S3: sign-in, CSRF, escaping, leases, and what a decision writes. The browser tes
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 
@@ -13,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from db import migrate
 from db.review import add_reviewer
+from flows.cli import main
 from flows.clients import object_store, sessions
 from flows.review.app import create_app
 from flows.review.auth import hash_password
@@ -117,7 +120,7 @@ def test_ocr_text_and_keys_are_shown_escaped(review_app):
     assert "&lt;script&gt;alert(" in page.text and "&lt;b&gt;x&lt;/b&gt;" in page.text
 
 
-def test_a_correction_from_clicked_words_reaches_labels_and_current_fields(review_app):
+def test_a_correction_from_clicked_words_reaches_labels_and_current_fields(review_app, capsys):
     app, factory, documents = review_app
     client = client_for(app)
     token = sign_in(client)
@@ -126,8 +129,13 @@ def test_a_correction_from_clicked_words_reaches_labels_and_current_fields(revie
     assert client.get("/documents/1/pages/0.jpg").headers["content-type"] == "image/jpeg"
     answer = client.post(
         f"/review/{lease}/decide",
-        data={"decision": "correct", "csrf_token": token, "page": "0", "words": "5",
-              "query": "field=total"},
+        data={
+            "decision": "correct",
+            "csrf_token": token,
+            "page": "0",
+            "words": "5",
+            "query": "field=total",
+        },
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/review?field=total"
     # submitting the same form again writes nothing
@@ -139,13 +147,23 @@ def test_a_correction_from_clicked_words_reaches_labels_and_current_fields(revie
         labels = session.execute(sa.text("SELECT name, value, source FROM labels")).all()
         assert labels == [("total", "19.00", "review")]
         shown = session.execute(
-            sa.text("SELECT value, value_num, corrected, box FROM current_fields"
-                    " WHERE name = 'total' AND document_id = :d"),
+            sa.text(
+                "SELECT value, value_num, corrected, box FROM current_fields"
+                " WHERE name = 'total' AND document_id = :d"
+            ),
             {"d": documents[0].document_id},
         ).one()
         assert (shown.value, str(shown.value_num), shown.corrected) == ("19.00", "19.00", True)
         assert shown.box == [300, 300, 380, 330]
         assert session.execute(sa.text("SELECT count(*) FROM review_decisions")).scalar() == 1
+    # the export shows the corrected value, and says it was corrected
+    capsys.readouterr()
+    assert main(["export", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    totals = {row["document_id"]: row for row in rows if row["name"] == "total"}
+    corrected = totals[str(documents[0].document_id)]
+    assert (corrected["value"], corrected["corrected"]) == ("19.00", "True")
+    assert totals[str(documents[1].document_id)]["corrected"] == "False"
 
 
 def test_a_reviewer_cannot_decide_on_another_reviewers_lease(review_app):
@@ -169,7 +187,9 @@ def test_whole_document_dashboard_and_thresholds_render(review_app):
     page = client.get(f"/documents/{documents[0].document_id}")
     assert page.status_code == 200
     assert page.text.count('class="decide field-row"') == 3  # company, date, total
-    saved = client.post("/thresholds", data={"name": "total", "threshold": "0.3", "csrf_token": token})
+    saved = client.post(
+        "/thresholds", data={"name": "total", "threshold": "0.3", "csrf_token": token}
+    )
     assert saved.status_code == 303
     assert 'value="0.3"' in client.get("/thresholds").text
     dashboard = client.get("/dashboard")

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -62,18 +61,39 @@ def seed_receipts(settings, session, count: int) -> list[dict]:
         date = ground_answer(receipt.fields["date"], ocr)
         wrong_total = str(Decimal(receipt.fields["total"]) + 1)
         fields = [
-            {"name": "date", "value": receipt.fields["date"], "confidence": 0.62, "page": 0,
-             "box": list(date.box)},
+            {
+                "name": "date",
+                "value": receipt.fields["date"],
+                "confidence": 0.62,
+                "page": 0,
+                "box": list(date.box),
+            },
             {"name": "invoice_number", "value": "NOT-PRINTED-1", "confidence": 0.31},
-            {"name": "total", "value": wrong_total, "value_num": Decimal(wrong_total),
-             "confidence": 0.44, "page": 0, "box": list(total.box)},
+            {
+                "name": "total",
+                "value": wrong_total,
+                "value_num": Decimal(wrong_total),
+                "confidence": 0.44,
+                "page": 0,
+                "box": list(total.box),
+            },
         ]
-        page = {"page_index": 0, "width": ocr.width, "height": ocr.height,
-                "ocr_engine": ocr.engine, "word_count": len(ocr.words)}
+        page = {
+            "page_index": 0,
+            "width": ocr.width,
+            "height": ocr.height,
+            "ocr_engine": ocr.engine,
+            "word_count": len(ocr.words),
+        }
         store.put_bytes(settings.inbox_bucket, key, data)
         (document,) = seed_documents(
-            session, model, [fields], bucket=settings.inbox_bucket, keys=[key],
-            contents=[data], pages=[page],
+            session,
+            model,
+            [fields],
+            bucket=settings.inbox_bucket,
+            keys=[key],
+            contents=[data],
+            pages=[page],
         )
         BucketOCRCache(store, settings.artifact_bucket).put(document.sha256, 0, ocr.engine, ocr)
         seeded.append({"document": document, "fields": receipt.fields, "total_words": total})
@@ -198,7 +218,9 @@ def test_a_reviewer_works_through_the_queue_with_the_keyboard(review_server, bro
         driver.find_element(By.CSS_SELECTOR, f'button.word[data-i="{index}"]').click()
     value = driver.find_element(By.CSS_SELECTOR, "#item input[name=value]")
     assert value.get_attribute("value") == " ".join(
-        driver.find_element(By.CSS_SELECTOR, f'button.word[data-i="{i}"]').get_attribute("data-text")
+        driver.find_element(By.CSS_SELECTOR, f'button.word[data-i="{i}"]').get_attribute(
+            "data-text"
+        )
         for i in first["total_words"].word_indices
     )
     value.send_keys(Keys.ENTER)
@@ -209,15 +231,19 @@ def test_a_reviewer_works_through_the_queue_with_the_keyboard(review_server, bro
     with factory() as session:
         labels = dict(
             session.execute(
-                sa.text("SELECT name, value FROM labels WHERE document_id = :d AND source = 'review'"),
+                sa.text(
+                    "SELECT name, value FROM labels WHERE document_id = :d AND source = 'review'"
+                ),
                 {"d": document_id},
             ).all()
         )
         shown = {
             row.name: row
             for row in session.execute(
-                sa.text("SELECT name, value, value_num, review_status, corrected, box"
-                        " FROM current_fields WHERE document_id = :d"),
+                sa.text(
+                    "SELECT name, value, value_num, review_status, corrected, box"
+                    " FROM current_fields WHERE document_id = :d"
+                ),
                 {"d": document_id},
             )
         }
@@ -226,7 +252,9 @@ def test_a_reviewer_works_through_the_queue_with_the_keyboard(review_server, bro
     assert Decimal(labels["total"].replace(",", "").lstrip("RM$₹€ ")) == Decimal(total)
     assert shown["date"].review_status == "accepted" and not shown["date"].corrected
     assert shown["invoice_number"].value is None and shown["invoice_number"].corrected
-    assert shown["total"].review_status == "corrected" and shown["total"].value_num == Decimal(total)
+    assert shown["total"].review_status == "corrected" and shown["total"].value_num == Decimal(
+        total
+    )
     assert shown["total"].box == list(first["total_words"].box)
 
 
