@@ -194,3 +194,27 @@ def test_whole_document_dashboard_and_thresholds_render(review_app):
     assert 'value="0.3"' in client.get("/thresholds").text
     dashboard = client.get("/dashboard")
     assert dashboard.status_code == 200 and "The next fine-tune" in dashboard.text
+
+
+def test_reviewers_command_adds_lists_and_disables(review_app, monkeypatch, capsys):
+    app, factory, _ = review_app
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    assert main(["reviewers", "add", "carol", "--password-stdin"]) == 0
+    assert "a long enough password" not in capsys.readouterr().out
+    client = client_for(app)
+    token = csrf_of(client)
+    signed_in = client.post(
+        "/login",
+        data={"name": "carol", "password": "a long enough password", "csrf_token": token},
+    )
+    assert signed_in.status_code == 303
+    assert main(["reviewers", "list"]) == 0
+    assert "carol" in capsys.readouterr().out
+    assert main(["reviewers", "disable", "carol"]) == 0
+    # disabled: the session she holds ends at her next request
+    assert client.get("/queue").headers["location"].startswith("/login")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["reviewers", "add", "dave", "--password-stdin"]) == 1
+    with factory() as session:
+        names = session.execute(sa.text("SELECT name FROM reviewers ORDER BY name")).scalars()
+        assert list(names) == ["alice", "bob", "carol"]
