@@ -88,6 +88,34 @@ def empty_database_url(pg_server: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """An empty database migrated to the newest schema."""
+    from db import migrate
+
+    migrate.upgrade(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+def engine(database_url: str):
+    """An engine on `database_url`, disposed afterwards."""
+    from db.session import make_engine
+
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    """A session on the migrated test database."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        yield session
+
+
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str

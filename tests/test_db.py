@@ -68,25 +68,6 @@ TABLES = {
 VIEWS = {"current_fields", "document_fields", "document_text"}
 
 
-@pytest.fixture
-def database_url(empty_database_url: str) -> str:
-    migrate.upgrade(empty_database_url)
-    return empty_database_url
-
-
-@pytest.fixture
-def engine(database_url: str):
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine) -> Session:
-    with Session(engine) as session:
-        yield session
-
-
 def sha(n: int | str) -> str:
     return hashlib.sha256(str(n).encode()).hexdigest()
 

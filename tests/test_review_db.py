@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from db import migrate
 from db.labels import labelled_documents
 from db.review import (
     QueueFilter,
@@ -22,22 +21,7 @@ from db.review import (
     set_threshold,
 )
 from db.review_decisions import LeaseLost, decide
-from db.session import make_engine
 from tests.helpers_review import seed_documents, seed_model
-
-
-@pytest.fixture
-def engine(empty_database_url: str):
-    migrate.upgrade(empty_database_url)
-    engine = make_engine(empty_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine) -> Session:
-    with Session(engine) as session:
-        yield session
 
 
 def receipt(total: str, confidence: float, company_confidence: float = 0.995) -> list[dict]:

@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from db import migrate
 from db.jobs import open_job
 from db.labels import store_labels
 from db.model_versions import register_model_version
@@ -27,26 +26,11 @@ from db.review_stats import (
     labels_for_next_finetune,
     review_backlog,
 )
-from db.session import make_engine
 from db.training_runs import finish_training_run, start_training_run
 from flows.review.charts import reliability_svg
 from tests.helpers_review import seed_documents, seed_model
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def engine(empty_database_url: str):
-    migrate.upgrade(empty_database_url)
-    engine = make_engine(empty_database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine) -> Session:
-    with Session(engine) as session:
-        yield session
 
 
 def receipt(total_confidence: float, company_confidence: float) -> list[dict]:

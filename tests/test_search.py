@@ -53,20 +53,6 @@ def page(index: int, result: OCRResult) -> dict:
     }
 
 
-@pytest.fixture
-def database_url(empty_database_url: str) -> str:
-    migrate.upgrade(empty_database_url)
-    return empty_database_url
-
-
-@pytest.fixture
-def session(database_url: str):
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        yield session
-    engine.dispose()
-
-
 def store_document(session: Session, key: str, *pages: OCRResult) -> int:
     """A document under `key` with these pages, stored as an extraction with no fields."""
     sha256 = hashlib.sha256(key.encode()).hexdigest()
