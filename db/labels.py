@@ -1,5 +1,5 @@
 """Ground-truth labels: storing (and removing) a document's labels per source, and reading
-every labelled document with its latest value per field."""
+every labelled document with its latest value per field and the source that gave it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class LabelledDocument:
     media_type: str
     labels: dict[str, str] = field(default_factory=dict)
     page_count: int | None = None  # None until digitize has read the document
+    sources: dict[str, str] = field(default_factory=dict)  # name -> source of labels[name]
 
 
 def store_labels(
@@ -76,10 +77,11 @@ def labelled_documents(
     """Every document with at least one label, with its labels as {name: value}, by id.
 
     Where several sources label the same name, the most recently stored value wins (a review
-    after an import corrects it). `sources` restricts which sources count.
+    after an import corrects it); each document's `sources` says which source gave each value.
+    The `sources` argument restricts which sources count.
     """
     latest = (
-        select(Label.document_id, Label.name, Label.value)
+        select(Label.document_id, Label.name, Label.value, Label.source)
         .distinct(Label.document_id, Label.name)
         .order_by(Label.document_id, Label.name, Label.created_at.desc(), Label.id.desc())
     )
@@ -96,15 +98,17 @@ def labelled_documents(
             Document.page_count,
             latest.c.name,
             latest.c.value,
+            latest.c.source,
         )
         .join(latest, latest.c.document_id == Document.id)
         .order_by(Document.id, latest.c.name)
     )
     documents: dict[int, LabelledDocument] = {}
-    for doc_id, sha, bucket, key, media_type, page_count, name, value in rows:
+    for doc_id, sha, bucket, key, media_type, page_count, name, value, source in rows:
         if doc_id not in documents:
             documents[doc_id] = LabelledDocument(
                 doc_id, sha, bucket, key, media_type, page_count=page_count
             )
         documents[doc_id].labels[name] = value
+        documents[doc_id].sources[name] = source
     return list(documents.values())

@@ -10,7 +10,9 @@ The recipe (each step a task in `flows/tasks.py`):
    limit `docflow-extract`, and store the chunk's extractions, failures and counts in one
    transaction; then write the stored documents' searchable PDF, ALTO and hOCR into the
    archive bucket (`flows/archive.py`; skipped where they exist for the same content and OCR);
-5. close the job and publish the summary artifact (a progress artifact moves as chunks finish).
+5. close the job and publish the summary artifact (a progress artifact moves as chunks finish);
+   when the run left fields for review, emit the Prefect event `docflow.review.needed`
+   (`announce_review`), which an automation can turn into a notification.
 
 `digitize_upload` is the same run for the keys a `docflow.document.uploaded` event names, once
 it has checked the event's bucket and keys. Where and when both run lives in `prefect.yaml`;
@@ -155,6 +157,7 @@ def digitize(
             ],
         },
         failures=[{"key": f["key"], "reason": f["reason"]} for f in failures],
+        review=announce_review(job_id),
     )
     publish_markdown(
         digitize_markdown(summary), key="digitize-summary", description=f"digitize job {job_id}"
@@ -169,6 +172,44 @@ def digitize(
         summary["pages_per_minute"],
     )
     return summary
+
+
+REVIEW_EVENT = "docflow.review.needed"
+
+
+def announce_review(job_id: int) -> dict[str, Any] | None:
+    """Count the fields job `job_id` left for review (confidence below the field's threshold,
+    `db.review.job_review_counts`) and, when there are any, emit `docflow.review.needed` about
+    resource `docflow.job.<id>` with payload {"job_id", "fields_to_review", "by_field":
+    {name: count}, "documents"}. Returns the payload (None when it could not be counted: the
+    run's results are stored either way, so that never fails it)."""
+    from prefect.events import emit_event
+
+    from db.review import job_review_counts
+    from flows.clients import sessions
+
+    try:
+        with sessions()() as session:
+            counts = job_review_counts(session, job_id)
+    except Exception:
+        get_run_logger().exception("could not count the fields job %d left for review", job_id)
+        return None
+    payload = {
+        "job_id": job_id,
+        "fields_to_review": counts.total,
+        "by_field": counts.by_field,
+        "documents": counts.documents,
+    }
+    if counts.total:  # Prefect relates the event to this flow run (and its flow) itself
+        emit_event(
+            event=REVIEW_EVENT,
+            resource={
+                "prefect.resource.id": f"docflow.job.{job_id}",
+                "prefect.resource.name": f"digitize job {job_id}",
+            },
+            payload=payload,
+        )
+    return payload
 
 
 class UploadRefused(ValueError):

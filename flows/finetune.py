@@ -4,8 +4,10 @@ beats the active one on the same holdout.
 1. open a `jobs` row (kind finetune) and resolve the base version (default: the active one; a
    `pretrain` candidate can be named instead);
 2. gather every labelled document as a training example (pages rendered again, OCR from the
-   caches) and split train/holdout by a hash of each document's sha256: deterministic, and a
-   document never changes sides when others are added;
+   caches; labels of every source, reviews included) and split train/holdout by a hash of each
+   document's sha256: deterministic, and a document never changes sides when others are added.
+   Only documents whose labels name every field the run trains on are held out; one the hash
+   holds out without that is left out of the run (`flows.promotion.fields_to_train`);
 3. fine-tune from the base (early stopping watches the holdout, the best weights are kept);
 4. evaluate the active and the new version on the same holdout, over the active version's
    whole field set plus the new one's (`flows.promotion`);
@@ -13,8 +15,9 @@ beats the active one on the same holdout.
 6. promote it when its holdout F1 beats the active version's by `promote_margin`, it reads
    every field the active version reads (unless `allow_fewer_fields`), and the holdout has at
    least `min_holdout` labelled documents for each field compared (`promotion_blockers`);
-7. record a `training_runs` row (data sizes, the labels per field, both metrics, the loss
-   curve) and publish the comparison as a markdown artifact.
+7. record a `training_runs` row (data sizes, the labels per field and per source, the
+   documents left out of the holdout, both metrics, the loss curve) and publish the comparison
+   as a markdown artifact.
 
 While it trains, the run's progress artifact `finetune-progress` counts the steps done (the
 Prefect UI shows it; `docflow finetune` draws its bar from it, or in this process from
@@ -36,6 +39,7 @@ from flows.jobs import finish_job, open_job
 from flows.promotion import (
     compared_fields,
     evaluate_on_fields,
+    fields_to_train,
     labelled_documents_per_field,
     model_fields,
     promotion_blockers,
@@ -47,15 +51,28 @@ from flows.tasks_training import load_labelled_examples, store_model_version, tr
 
 
 @task(name="split-holdout", **TASK_OPTIONS)
-def split_holdout(examples: list[Any], holdout_fraction: float, seed: int):
-    from docformer.training.data import split_examples
+def split_holdout(
+    examples: list[Any], holdout_fraction: float, seed: int, fields: list[str] | None = None
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """(train, holdout, left out) by a hash of each document: one the hash holds out whose
+    labels do not name every one of `fields` is left out (`split_examples_covering`)."""
+    from docformer.training.data import split_examples_covering
 
     if len(examples) < 2:
         raise ValueError(
             f"{len(examples)} labelled documents: fine-tuning needs at least 2 "
             "(import some with `docflow labels import DIR`)"
         )
-    return split_examples(examples, holdout_fraction, seed)
+    train_set, holdout, left_out = split_examples_covering(
+        examples, holdout_fraction, seed, fields or []
+    )
+    if not train_set or not holdout:
+        raise ValueError(
+            f"{len(train_set)} documents to train on, {len(holdout)} to hold out and "
+            f"{len(left_out)} left out, their labels not naming every field trained "
+            f"({', '.join(fields or [])}): a run needs both sides (review whole documents)"
+        )
+    return train_set, holdout, left_out
 
 
 # -- progress -----------------------------------------------------------------------------------
@@ -237,6 +254,7 @@ def _finetune(parameters: dict[str, Any], min_holdout: int, device: str) -> dict
     from db.models import ActivationKind, TrainingStatus
     from db.session import session_scope
     from db.training_runs import finish_training_run, start_training_run
+    from flows.tasks_training import label_sources
 
     fields, seed = parameters["fields"], parameters["seed"]
     promote_margin = parameters["promote_margin"]
@@ -248,7 +266,13 @@ def _finetune(parameters: dict[str, Any], min_holdout: int, device: str) -> dict
         active = resolve_model(None)
         report_stage("loading the labelled documents")
         examples = load_labelled_examples()
-        train_set, holdout = split_holdout(examples, parameters["holdout_fraction"], seed)
+        required = fields_to_train(base.local_dir, fields, examples)
+        train_set, holdout, left_out = split_holdout(
+            examples, parameters["holdout_fraction"], seed, required
+        )
+        if left_out:
+            message = "%d documents left out of the holdout: labels not naming all of %s"
+            get_run_logger().info(message, len(left_out), ", ".join(required))
         with session_scope(sessions()) as session:
             run_id = start_training_run(
                 session, "finetune", base.id, job_id, parameters, len(train_set), len(holdout)
@@ -300,6 +324,9 @@ def _finetune(parameters: dict[str, Any], min_holdout: int, device: str) -> dict
                 "active_holdout": active_scores,
                 "new_holdout": new_scores,
                 "labels": {"train": label_counts(train_set), "holdout": label_counts(holdout)},
+                "label_sources": label_sources([*train_set, *holdout]),
+                "fields_trained": required,
+                "left_out_of_holdout": len(left_out),
                 "best_f1": result.best_f1,
                 "steps": result.steps,
                 "wall_seconds": result.wall_seconds,
@@ -415,9 +442,11 @@ def finetune_table(comparison: dict[str, Any]) -> tuple[list[str], list[list[Any
 def comparison_markdown(comparison: dict[str, Any], train_size: int, holdout_size: int) -> str:
     """Per field and overall: the active and the new version's holdout scores, side by side."""
     verdict = "**promoted**" if comparison["promoted"] else "kept as a candidate"
+    left_out = comparison.get("left_out_of_holdout")
+    left = f" ({left_out} left out: labels not naming every field trained)" if left_out else ""
     return (
         f"# finetune: {comparison['new_version']} {verdict}\n\n"
-        f"Trained on {train_size} documents, compared on {holdout_size} held out; promotion "
+        f"Trained on {train_size} documents, compared on {holdout_size} held out{left}; promotion "
         f"needs an F1 above the active version's ({comparison['active_version']}) by more than "
         f"{comparison['promote_margin']}. {_sentence(promotion_reason(comparison))}\n\n"
         + markdown_table(*finetune_table(comparison))
@@ -437,14 +466,16 @@ def evaluate_versions(
     fields: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score model versions (names or folders) on the holdout of the labels stored now: the
-    documents the next fine-tuning run with the same `holdout_fraction` and `seed` holds out.
-    The split is by a hash of each document, so a document never changes sides as labels are
-    added, and a version the finetune flow trained is not scored on documents it learned from.
+    documents the next fine-tuning run with the same `holdout_fraction` and `seed` holds out,
+    and those it leaves out for labels not naming every field it trains (scored on the fields
+    they name). The split is by a hash of each document, so a document never changes sides as
+    labels are added, and a version the finetune flow trained is not scored on documents it
+    learned from.
     Returns {"holdout_size": n, "scores": {version name: evaluation result}}."""
     refs = [resolve_model(version) for version in versions]
     report_stage("loading the labelled documents")
     examples = load_labelled_examples()
-    _, holdout = split_holdout(examples, holdout_fraction, seed)
+    _, holdout, _ = split_holdout(examples, holdout_fraction, seed)
     report_stage("evaluating on the holdout")
     device = get_settings().device
     scores = {ref.name: evaluate(ref.local_dir, holdout, fields, device) for ref in refs}

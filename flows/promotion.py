@@ -15,6 +15,11 @@ labels at hand:
   `allow_fewer_fields` says so explicitly;
 - and it must beat the active version's holdout F1 by more than the margin.
 
+Only documents whose labels name every field the run trains on are held out (`fields_to_train`;
+an import of `total` alone, or a review of two fields of five, does not cover five). One the
+hash split sends to the holdout without that is left out of the run, counted in the run's
+metrics as `left_out_of_holdout`.
+
 `promotion_blockers` reads all of it from the comparison a run stores, so the decision and the
 sentence that explains it (`flows.finetune.promotion_reason`) come from one place.
 """
@@ -52,6 +57,24 @@ def _trained_fields(model_dir: Path) -> list[str] | None:
     if isinstance(fields, list) and fields and all(isinstance(name, str) for name in fields):
         return fields
     return None
+
+
+def fields_to_train(
+    base_dir: str | Path, fields: Sequence[str] | None, examples: Sequence[Any]
+) -> list[str]:
+    """The fields a fine-tuning run from the model in `base_dir` trains on, resolved as the
+    trainer resolves them: `fields`, else a tagging base's own fields, else every field the
+    labels of `examples` give a value (`default_fields`). A document goes into the holdout
+    only when its labels name every one of them (`split_examples_covering`): the trainer reads
+    a field a document's labels do not name as "not on this document", so such a document
+    would score the model against a wrong truth."""
+    from docformer.models.docformerv2 import DocFormerV2Config
+    from docformer.training.finetune import default_fields
+
+    if fields:
+        return list(fields)
+    schema = DocFormerV2Config.from_pretrained(base_dir).tagging_fields
+    return list(schema or default_fields(list(examples)))
 
 
 def compared_fields(active_fields: Sequence[str], new_fields: Sequence[str]) -> list[str]:

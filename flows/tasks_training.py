@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 
+from docformer.training.data import TrainingExample
 from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
 from flows.registry import ModelRef
@@ -41,6 +42,13 @@ class PageSource:
     key: str
     sha256: str
     labels: dict[str, str]
+
+
+@dataclass
+class SourcedExample(TrainingExample):
+    """A labelled document as a `TrainingExample`, with the source of each of its labels."""
+
+    sources: dict[str, str] = field(default_factory=dict)  # field name -> label source
 
 
 class DocumentChanged(Exception):
@@ -74,10 +82,11 @@ def document_pages(source: PageSource, image_size: tuple[int, int] | None):
 @task(name="load-labelled-examples", **TASK_OPTIONS)
 def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> list[Any]:
     """Every document with labels as a `TrainingExample` named by its sha256 (so the
-    train/holdout split does not move when a file is renamed). Unreadable ones are skipped."""
+    train/holdout split does not move when a file is renamed), with `sources`: the source of
+    each label (`labelled_documents`: the latest value of a field wins, whoever gave it).
+    Unreadable ones are skipped."""
     from db.labels import labelled_documents
     from docformer.io import DocumentError
-    from docformer.training.data import TrainingExample
     from flows.storage import ObjectMissing
 
     with sessions()() as session:
@@ -90,8 +99,20 @@ def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> l
         except (DocumentError, DocumentChanged, ObjectMissing) as error:
             get_run_logger().warning("skipping %s: %s", item.key, error)
             continue
-        examples.append(TrainingExample(item.sha256, pages, dict(item.labels)))
+        examples.append(SourcedExample(item.sha256, pages, dict(item.labels), dict(item.sources)))
     return examples
+
+
+def label_sources(examples: list[Any]) -> dict[str, int]:
+    """How many labels of `examples` each source gave ({"import": 120, "review": 31}); labels
+    of examples that are not `SourcedExample`s count under "unknown"."""
+    counts: dict[str, int] = {}
+    for example in examples:
+        sources = getattr(example, "sources", {})
+        for name in example.fields:
+            source = sources.get(name, "unknown")
+            counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 @task(name="load-backlog-pages", **TASK_OPTIONS)

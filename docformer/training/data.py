@@ -21,7 +21,8 @@ Two shapes of data:
   to a training step).
 
 `split_examples` cuts a validation set by a hash of each example's name, so an example stays on
-its side of the split when files are added or removed.
+its side of the split when files are added or removed; `split_examples_covering` does the same
+but holds out only examples labelled on every field trained, and leaves the others out.
 """
 
 from __future__ import annotations
@@ -259,6 +260,39 @@ def split_examples(
     return train, val
 
 
+def split_examples_covering(
+    examples: Sequence[Named], val_fraction: float, seed: int, fields: Sequence[str]
+) -> tuple[list[Named], list[Named], list[Named]]:
+    """(train, validation, left out): `split_examples`, where only an example whose labels
+    (`.fields`) name every one of `fields` may be in validation. An empty value names its
+    field: "not on this document" is a label too.
+
+    An example that does not, and whose hash sends it to validation, is left out of both
+    sides. Training on it instead would move it across the split: once its labels are
+    completed, the same hash holds it out, and a model that learnt from it would be scored on
+    it. The others fall as the hash says; with two or more kept, neither side is left empty
+    when a covering example can fill it (the nearest the boundary moves). When every example
+    covers `fields`, this is `split_examples` exactly."""
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError("val_fraction must be between 0 and 1")
+    units = [_hash_unit(example.name, seed) for example in examples]
+    covers = [all(name in example.fields for name in fields) for example in examples]
+    hashed_val = [u < val_fraction for u in units]
+    kept = [i for i in range(len(examples)) if covers[i] or not hashed_val[i]]
+    in_val = {i: hashed_val[i] for i in kept}
+    if len(kept) >= 2 and 0.0 < val_fraction < 1.0:
+        if not any(in_val.values()):
+            candidates = [i for i in kept if covers[i]]
+            if candidates:
+                in_val[min(candidates, key=units.__getitem__)] = True
+        elif all(in_val.values()):
+            in_val[max(kept, key=units.__getitem__)] = False
+    train = [examples[i] for i in kept if not in_val[i]]
+    val = [examples[i] for i in kept if in_val[i]]
+    left_out = [e for i, e in enumerate(examples) if i not in in_val]
+    return train, val, left_out
+
+
 def corpus_texts_of_pages(pages: Sequence[TrainingPage]) -> Iterator[str]:
     """One text per OCR line: what a tokenizer is trained on when only pages are at hand."""
     if isinstance(pages, CorpusPages):
@@ -306,4 +340,5 @@ __all__ = [
     "load_pages",
     "shrink_image",
     "split_examples",
+    "split_examples_covering",
 ]
