@@ -37,6 +37,8 @@ DEFAULT_TARGET_ACCURACY = 0.9
 # goes to review.
 FALLBACK_THRESHOLD = 0.9
 AUDIT_MODULUS = 10_000
+CLAIM_BATCH = 10
+CLAIM_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -244,17 +246,18 @@ def claim_next(
         if item is not None and _matches(item, queue_filter):
             return item
     params = _queue_params(session, reviewer_id, queue_filter, audit_rate)
-    while True:
+    # Each round leases one of the first CLAIM_BATCH free items; a round finds none only when
+    # other reviewers took all of them between the query and the lease, so a few rounds do.
+    for _ in range(CLAIM_ROUNDS):
         candidates = session.execute(
             text(
                 QUEUE + " ORDER BY COALESCE(j.started_at, c.extracted_at), c.document_id, c.name"
-                " LIMIT 10"
+                f" LIMIT {CLAIM_BATCH}"
             ),
             params,
         ).all()
         if not candidates:
-            session.commit()
-            return None
+            break
         for candidate in candidates:
             token = _lease(
                 session, reviewer_id, candidate.document_id, candidate.name, lease_seconds
@@ -262,7 +265,9 @@ def claim_next(
             if token is not None:
                 session.commit()
                 return item_by_token(session, token)
-        session.commit()  # all ten were taken between the query and the lease: look again
+        session.commit()
+    session.commit()
+    return None
 
 
 def _matches(item: ReviewItem, queue_filter: QueueFilter) -> bool:
