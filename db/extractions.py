@@ -1,5 +1,6 @@
 """Extractions: what a model version read from a document, stored in bulk (the extraction
-rows, their fields by COPY, the documents' pages), and the document marked 'extracted'."""
+rows, their fields by COPY, the documents' pages), and the document marked 'extracted'; for a
+run, only the documents its job still holds (`store_claimed_extractions`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from db.jobs import hold_claims
 from db.models import Field, ReviewStatus
 
 FIELD_KEYS = frozenset(
@@ -297,6 +299,8 @@ def store_extractions(session: Session, records: Sequence[ExtractionRecord]) -> 
     its claim and last error cleared. Six statements whatever the number of records (upsert
     the extractions, delete the fields they replace, COPY the new fields, upsert the pages and
     their counts, mark the documents), which is what makes storing many small extractions fast.
+
+    It checks no claim: a run stores its results with `store_claimed_extractions`.
     """
     if not records:
         return []
@@ -327,6 +331,38 @@ def store_extractions(session: Session, records: Sequence[ExtractionRecord]) -> 
     )
     session.execute(MARK_EXTRACTED, {"document_ids": list({r.document_id for r in records})})
     return [ids[(r.document_id, r.model_version_id)] for r in records]
+
+
+@dataclass
+class ClaimedStore:
+    """What `store_claimed_extractions` did: the documents it stored (and their extraction
+    ids, in input order) and those it left alone because the job no longer holds them."""
+
+    stored: list[int]
+    lost: list[int]
+    extraction_ids: list[int]
+
+
+def store_claimed_extractions(
+    session: Session, job_id: int, records: Sequence[ExtractionRecord]
+) -> ClaimedStore:
+    """Store the extractions of the documents `job_id` still holds (`store_extractions`), and
+    nothing of the others: the write that finishes a run's documents.
+
+    The held documents are locked first (`db.jobs.hold_claims`), so no other run can take
+    them before this transaction ends, and marking them 'extracted' cannot overwrite a claim
+    taken meanwhile. A lost claim (expired and taken by another run, or given back when this
+    job was declared crashed) means another run may be working on the document or has
+    finished it: storing this job's result as well would store and count it twice.
+    """
+    document_ids = sorted({r.document_id for r in records})
+    held = set(hold_claims(session, job_id, document_ids))
+    kept = [r for r in records if r.document_id in held]
+    return ClaimedStore(
+        stored=sorted(held),
+        lost=[d for d in document_ids if d not in held],
+        extraction_ids=store_extractions(session, kept) if kept else [],
+    )
 
 
 def store_extraction(

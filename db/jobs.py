@@ -66,15 +66,30 @@ def close_job(
     documents_failed: int | None = None,
     pages: int | None = None,
     error: str | None = None,
-) -> None:
-    """Finish a job: set its final status, finish time, error and (given) counts.
+) -> JobStatus:
+    """Finish a job: set its final status, finish time, error and (given) counts. Returns the
+    status the job now has.
 
-    A finished job holds no claims: documents it still has claimed go back to 'queued'.
+    A job already declared `crashed` stays `crashed`: another run took its documents then, so
+    `completed` would claim work that run did. Its run was only slow, and is ending after all:
+    the close appends that to the crash's error ("…; the run itself ended later: completed")
+    and sets the finish time to now. A finished job holds no claims: documents it still has
+    claimed go back to 'queued'.
     """
     status = JobStatus(status)
     if status is JobStatus.RUNNING:
         raise ValueError("close_job needs a final status, not 'running'")
+    current = session.execute(
+        select(Job.status, Job.error).where(Job.id == job_id).with_for_update()
+    ).first()
+    if current is None:
+        raise LookupError(f"no job {job_id}")
     values: dict[str, Any] = {"status": status, "finished_at": func.now(), "error": error}
+    if current.status == JobStatus.CRASHED:
+        ended = f"the run itself ended later: {status.value}" + (f" ({error})" if error else "")
+        values.update(
+            status=JobStatus.CRASHED, error="; ".join(filter(None, [current.error, ended]))
+        )
     counts = {
         "documents_seen": documents_seen,
         "documents_extracted": documents_extracted,
@@ -82,16 +97,14 @@ def close_job(
         "pages": pages,
     }
     values.update({name: count for name, count in counts.items() if count is not None})
-    found = session.execute(
+    session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(**values)
-        .returning(Job.id)
         .execution_options(synchronize_session=False)
-    ).first()
-    if found is None:
-        raise LookupError(f"no job {job_id}")
+    )
     _release_claims_of_jobs(session, [job_id], reason=None)
+    return JobStatus(values["status"])
 
 
 def mark_crashed_jobs(
@@ -136,9 +149,10 @@ def abandoned_jobs(
 ) -> list[int]:
     """Running jobs of `kind` that show no sign of life: the process behind them is gone.
 
-    A live digitize job renews its claims each time a chunk is stored (`renew_claims`), so a
-    job is abandoned when it still holds claims but every one of them has expired, or when it
-    holds none and started more than `ttl_seconds` ago (killed before it claimed anything).
+    A live digitize job renews its claims all the while a chunk is worked on (`renew_claims`,
+    from the chunk's heartbeat), so a job is abandoned when it still holds claims but every one
+    of them has expired, or when it holds none and started more than `ttl_seconds` ago (killed
+    before it claimed anything).
     Pass the ids to `mark_crashed_jobs`; nothing else marks a job whose process was killed.
     """
     cutoff = func.now() - dt.timedelta(seconds=ttl_seconds)
@@ -196,6 +210,31 @@ def renew_claims(session: Session, job_id: int, ttl_seconds: float) -> int:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+def hold_claims(session: Session, job_id: int, document_ids: Iterable[int]) -> list[int]:
+    """Of `document_ids`, those `job_id` still holds ('processing' and claimed by it), locked
+    until the transaction ends; sorted. The check before any write that finishes documents.
+
+    Rows are locked in id order (two transactions locking overlapping sets cannot deadlock),
+    and a row another transaction is claiming is waited for, then checked again: a claim taken
+    meanwhile no longer qualifies. An expired claim that no other run took is still held.
+    """
+    ids = sorted(set(document_ids))
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(Document.id)
+            .where(
+                Document.id.in_(ids),
+                Document.claimed_by_job_id == job_id,
+                Document.status == DocumentStatus.PROCESSING,
+            )
+            .order_by(Document.id)
+            .with_for_update()
+        )
+    )
 
 
 def _release_claims_of_jobs(session: Session, job_ids: list[int], reason: str | None) -> None:

@@ -68,6 +68,9 @@ class StoredChunk:
     extracted: int = 0
     failures: list[Failure] = field(default_factory=list)
     released: int = 0
+    # Documents whose claim the job no longer held when the chunk was stored (another run took
+    # them, or the job was declared crashed): nothing of them was written or counted.
+    lost: list[Failure] = field(default_factory=list)
     pages: int = 0
     pages_ocred: int = 0
     pages_cached: int = 0

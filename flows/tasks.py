@@ -29,9 +29,12 @@ One mapped task per chunk (`digitize_chunk`) runs its stages as nested task runs
 its own retries, so a chunk is stored as soon as it is extracted, not after every chunk's OCR
 has been queued ahead of it.
 
-Claims hold for `claim_ttl_seconds` and every chunk renews its job's claims, so a live
-run keeps its documents and a killed one loses them: the next run's discovery marks a job whose
-claims all ran out `crashed` (`db.jobs.abandoned_jobs`) and takes its documents.
+Claims hold for `claim_ttl_seconds`. While a chunk is worked on, a heartbeat thread
+(`ClaimHeartbeat`) renews its job's claims every quarter TTL, however long the chunk's OCR or
+extraction takes, so a live run keeps its documents and a killed one loses them: the next run's
+discovery marks a job whose claims all ran out `crashed` (`db.jobs.abandoned_jobs`) and takes
+its documents. Every write that finishes a document checks that the job still holds its claim
+(`store_chunk`): a document another run took meanwhile is left to that run, never stored twice.
 
 Only `discover_and_claim`, `store_chunk` and the job tasks touch the database; OCR and extraction
 only read the bucket, so they can run wherever the CPUs or the GPU are.
@@ -39,13 +42,17 @@ only read the bucket, so they can run wherever the CPUs or the GPU are.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.extractions import ExtractionRecord
 from db.jobs import ClaimedDocument
@@ -286,12 +293,23 @@ def _batched(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 # storing
 
 
+LOST_CLAIM = (
+    "not stored: this run no longer held the document's claim (it ran out and another run "
+    "took the document, or this job was declared crashed); the run holding it finishes it"
+)
+
+
 @task(name="store-chunk", **TASK_OPTIONS)
 def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> StoredChunk:
     """One transaction per chunk: every extraction with its fields and pages (a reprocess
     replaces the extraction of that document and model version), the failures with their
-    reasons, the releases, and the job's counters."""
-    from db.extractions import store_extractions
+    reasons, the releases, and the job's counters.
+
+    Each of these writes finishes a document only while the job still holds its claim
+    (`store_claimed_extractions`, `mark_document_failed`, `release_claim`). A document whose
+    claim was lost is left to the run that has it: nothing of it is written or counted here,
+    and it is reported in `StoredChunk.lost`."""
+    from db.extractions import store_claimed_extractions
     from db.jobs import add_job_counts, mark_document_failed, release_claim, renew_claims
     from db.session import session_scope
 
@@ -305,17 +323,28 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
         extract_seconds=extracted.extract_seconds,
     )
     with session_scope(sessions()) as session:
-        store_extractions(session, extracted.records)
-        stored.extracted = len(extracted.records)
+        kept = store_claimed_extractions(session, job_id, extracted.records)
+        lost = set(kept.lost)
+        stored.extracted = len(kept.stored)
+        for record in extracted.records:
+            if record.document_id in lost:
+                stored.pages -= len(record.pages or [])
+                key = extracted.keys.get(record.document_id, str(record.document_id))
+                stored.lost.append(Failure(key, LOST_CLAIM, record.document_id))
         for failure in extracted.failures:
             if mark_document_failed(session, failure.document_id, job_id, failure.reason):
                 stored.failures.append(failure)
+            else:
+                stored.lost.append(Failure(failure.key, LOST_CLAIM, failure.document_id))
         for release in extracted.released:
-            stored.released += release_claim(session, release.document_id, job_id, release.reason)
+            if release_claim(session, release.document_id, job_id, release.reason):
+                stored.released += 1
+            else:
+                stored.lost.append(Failure(release.key, LOST_CLAIM, release.document_id))
         add_job_counts(
             session,
             job_id,
-            documents_seen=documents,
+            documents_seen=documents - len(stored.lost),
             documents_extracted=stored.extracted,
             documents_failed=len(stored.failures),
             pages=stored.pages,
@@ -323,6 +352,13 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
         # The job's sign of life: its other claims hold for another TTL from now. A killed
         # run stops renewing, its claims run out, and the next run takes the documents.
         renew_claims(session, job_id, get_settings().claim_ttl_seconds)
+    if stored.lost:
+        _logger().warning(
+            "job %d: %d documents not stored, their claims were lost to another run: %s",
+            job_id,
+            len(stored.lost),
+            ", ".join(f.key for f in stored.lost[:10]),
+        )
     stored.store_seconds = time.monotonic() - started
     return stored
 
@@ -335,11 +371,95 @@ def digitize_chunk(claims: Sequence[ClaimedDocument], model: ModelRef, job_id: i
     for good fails the chunk, which the flow then gives back to the queue (`release_chunk`).
     """
     renew_job_claims(job_id)
-    ocr = ocr_chunk(claims)
-    extracted = extract_chunk(ocr, model, job_id)
-    stored = store_chunk(extracted, job_id, len(claims))
-    archive_stored(stored, claims, extracted, job_id)
+    with ClaimHeartbeat(job_id, get_settings().claim_ttl_seconds):
+        ocr = ocr_chunk(claims)
+        extracted = extract_chunk(ocr, model, job_id)
+        stored = store_chunk(extracted, job_id, len(claims))
+        if stored.lost:  # another run has them: their archive files are that run's to write
+            lost = {f.document_id for f in stored.lost}
+            records = [r for r in extracted.records if r.document_id not in lost]
+            extracted = dataclasses.replace(extracted, records=records)
+        archive_stored(stored, claims, extracted, job_id)
     return stored
+
+
+class ClaimHeartbeat:
+    """Renews a job's claims from a background thread while a block of work runs: the job's
+    sign of life during a chunk's OCR, extraction, storing and archiving, however long they
+    take (before, claims were renewed only between stages, and a chunk longer than the TTL, or
+    a run whose chunks waited behind one OCR engine, lost them while still working).
+
+    Every quarter of `ttl_seconds` it calls `db.jobs.renew_claims`, which moves the claims
+    past half their time to a full TTL from now: a claim keeps at least a quarter of the TTL
+    while the block runs, and every claim of the job is renewed, those of chunks still waiting
+    for a thread too. A beat that fails (the database restarting) is logged and the next one
+    tries again. Leaving the block, by a return or an error, stops the thread and waits for it
+    (a beat is one short statement that waits for no lock); the claims then run out one TTL
+    later unless something renews them.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        ttl_seconds: float,
+        session_factory: sessionmaker[Session] | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.ttl_seconds = ttl_seconds
+        self.interval = ttl_seconds / 4
+        self.renewed = 0  # claims renewed by the beats so far
+        self._sessions = session_factory or sessions()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._logger = _logger()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> ClaimHeartbeat:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"claims-heartbeat-job-{self.job_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # Normally at once; a beat stuck on the network ends on its own and beats no more.
+            self._thread.join(timeout=max(self.interval, 30.0))
+
+    def beat(self) -> int:
+        """Renew once; returns how many claims moved."""
+        from db.jobs import renew_claims
+        from db.session import session_scope
+
+        with session_scope(self._sessions) as session:
+            return renew_claims(session, self.job_id, self.ttl_seconds)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.renewed += self.beat()
+            except Exception as error:  # the claims still hold a while: try again next beat
+                self._logger.warning(
+                    "job %d: could not renew its claims (the next beat tries again): %s",
+                    self.job_id,
+                    error,
+                )
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The task run's logger, or this module's outside a run (a task's function called
+    directly)."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 @task(name="renew-claims", **TASK_OPTIONS)
