@@ -179,13 +179,13 @@ REVIEW_EVENT = "docflow.review.needed"
 
 def announce_review(job_id: int) -> dict[str, Any] | None:
     """Count the fields job `job_id` left for review (confidence below the field's threshold,
-    `db.review.job_review_counts`) and, when there are any, emit `docflow.review.needed` about
+    `db.review_items.job_review_counts`) and, when there are any, emit `docflow.review.needed` about
     resource `docflow.job.<id>` with payload {"job_id", "fields_to_review", "by_field":
     {name: count}, "documents"}. Returns the payload (None when it could not be counted: the
     run's results are stored either way, so that never fails it)."""
     from prefect.events import emit_event
 
-    from db.review import job_review_counts
+    from db.review_items import job_review_counts
     from flows.clients import sessions
 
     try:

@@ -57,6 +57,7 @@ def split_holdout(
     """(train, holdout, left out) by a hash of each document: one the hash holds out whose
     labels do not name every one of `fields` is left out (`split_examples_covering`)."""
     from docformer.training.data import split_examples_covering
+    from flows.tasks_training import labelled_names
 
     if len(examples) < 2:
         raise ValueError(
@@ -64,7 +65,7 @@ def split_holdout(
             "(import some with `docflow labels import DIR`)"
         )
     train_set, holdout, left_out = split_examples_covering(
-        examples, holdout_fraction, seed, fields or []
+        examples, holdout_fraction, seed, fields or [], labelled=labelled_names
     )
     if not train_set or not holdout:
         raise ValueError(

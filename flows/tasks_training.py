@@ -44,11 +44,26 @@ class PageSource:
     labels: dict[str, str]
 
 
+# The source of a value no person gave: a reviewed document's field confident enough to skip
+# review, taken as the model read it (the audit sample measures how often that is right).
+ACCEPTED_BY_DEFAULT = "accepted"
+
+
 @dataclass
 class SourcedExample(TrainingExample):
     """A labelled document as a `TrainingExample`, with the source of each of its labels."""
 
     sources: dict[str, str] = field(default_factory=dict)  # field name -> label source
+
+    @property
+    def labelled(self) -> set[str]:
+        """The names a person labelled (imported or reviewed): what a holdout may score."""
+        return {n for n in self.fields if self.sources.get(n) != ACCEPTED_BY_DEFAULT}
+
+
+def labelled_names(example: Any) -> set[str]:
+    """The names a person labelled in `example`: what a holdout may score it on."""
+    return example.labelled if isinstance(example, SourcedExample) else set(example.fields)
 
 
 class DocumentChanged(Exception):
@@ -86,20 +101,36 @@ def load_labelled_examples(image_size: tuple[int, int] | None = (512, 384)) -> l
     each label (`labelled_documents`: the latest value of a field wins, whoever gave it).
     Unreadable ones are skipped."""
     from db.labels import labelled_documents
+    from db.review_items import unreviewed_fields
     from docformer.io import DocumentError
     from flows.storage import ObjectMissing
 
     with sessions()() as session:
         labelled = labelled_documents(session)
+        reviewed = [item.document_id for item in labelled if "review" in item.sources.values()]
+        unreviewed = unreviewed_fields(session, reviewed)
     examples = []
     for item in labelled:
-        source = PageSource(item.document_id, item.bucket, item.key, item.sha256, item.labels)
+        labels, sources = dict(item.labels), dict(item.sources)
+        if item.document_id in unreviewed:
+            # A reviewed document: its other fields are what the model read where it was
+            # confident enough to skip review, or it waits until the unsure ones are decided
+            # (training on them as absent would teach the model to miss them).
+            rest = unreviewed[item.document_id]
+            if rest.waiting - labels.keys():
+                waiting = ", ".join(sorted(rest.waiting - labels.keys()))
+                get_run_logger().info("not yet: %s still waits for review of %s", item.key, waiting)
+                continue
+            for name, value in rest.accepted.items():
+                if name not in labels:
+                    labels[name], sources[name] = value, ACCEPTED_BY_DEFAULT
+        source = PageSource(item.document_id, item.bucket, item.key, item.sha256, labels)
         try:
             pages = document_pages(source, image_size)
         except (DocumentError, DocumentChanged, ObjectMissing) as error:
             get_run_logger().warning("skipping %s: %s", item.key, error)
             continue
-        examples.append(SourcedExample(item.sha256, pages, dict(item.labels), dict(item.sources)))
+        examples.append(SourcedExample(item.sha256, pages, labels, sources))
     return examples
 
 

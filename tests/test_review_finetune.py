@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 from test_flows import prepare_services, register_active
 
 from db import migrate
-from db.review import add_reviewer, claim_document, job_review_counts, set_threshold
+from db.review import QueueFilter, add_reviewer, claim_document, set_threshold
 from db.review_decisions import decide
+from db.review_items import job_review_counts
 from db.session import make_engine
 from docformer.training.data import split_examples, split_examples_covering
 from tests.helpers_review import seed_documents, seed_model
@@ -109,6 +110,55 @@ def test_a_forced_holdout_document_is_always_a_complete_one():
     assert holdout == [complete] and train == incomplete and left_out == []
     # Nothing complete to move: the holdout stays empty (the flow refuses such a run).
     assert split_examples_covering(incomplete, 0.2, 0, ["total"]) == (incomplete, [], [])
+
+
+def test_values_accepted_by_default_do_not_qualify_a_document_for_the_holdout():
+    """A reviewed document's confident fields count as labels for training (accepted by
+    default) but not for the holdout, which scores only what a person labelled."""
+    from flows.tasks_training import ACCEPTED_BY_DEFAULT, SourcedExample, labelled_names
+
+    fields = ["company", "total"]
+    reviewed = [
+        SourcedExample(
+            f"doc-{i}",
+            [],
+            {"company": "ACME", "total": "1.00"},
+            {"company": ACCEPTED_BY_DEFAULT, "total": "review"},
+        )
+        for i in range(200)
+    ]
+    assert labelled_names(reviewed[0]) == {"total"}
+    train, holdout, left_out = split_examples_covering(
+        reviewed, 0.2, 0, fields, labelled=labelled_names
+    )
+    assert holdout == [] and left_out and len(train) + len(left_out) == len(reviewed)
+    assert split_examples_covering(reviewed, 0.2, 0, fields)[1]  # counted as labels, it would
+
+
+def test_a_reviewed_documents_other_fields_are_accepted_or_still_waiting(session: Session):
+    """Of a document reviewed on one field: the fields confident enough to skip review stand
+    as the model read them, the unsure ones wait; deciding them empties the wait."""
+    from db.review import claim_next
+    from db.review_decisions import decide
+    from db.review_items import unreviewed_fields
+
+    model = seed_model(session)
+    fields = [
+        {"name": "company", "value": "ACME", "confidence": 0.995},
+        {"name": "date", "value": "2024-01-02", "confidence": 0.5},
+        {"name": "total", "value": "9.00", "confidence": 0.2},
+    ]
+    (doc,) = seed_documents(session, model, [fields])
+    alice = add_reviewer(session, "alice", "hash")
+    session.commit()
+    item = claim_next(session, alice, QueueFilter(field="total"), audit_rate=0.0)
+    decide(session, alice, item.token, "correct", value="19.00")
+    rest = unreviewed_fields(session, [doc.document_id])[doc.document_id]
+    assert rest.accepted == {"company": "ACME"} and rest.waiting == {"date"}
+    item = claim_next(session, alice, audit_rate=0.0)
+    decide(session, alice, item.token, "accept")
+    rest = unreviewed_fields(session, [doc.document_id])[doc.document_id]
+    assert rest.accepted == {"company": "ACME"} and rest.waiting == frozenset()
 
 
 def test_the_fields_a_document_must_cover_are_those_the_trainer_trains(random_model, random_tagger):

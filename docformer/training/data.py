@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -261,11 +261,16 @@ def split_examples(
 
 
 def split_examples_covering(
-    examples: Sequence[Named], val_fraction: float, seed: int, fields: Sequence[str]
+    examples: Sequence[Named],
+    val_fraction: float,
+    seed: int,
+    fields: Sequence[str],
+    labelled: Callable[[Named], Collection[str]] | None = None,
 ) -> tuple[list[Named], list[Named], list[Named]]:
     """(train, validation, left out): `split_examples`, where only an example whose labels
-    (`.fields`) name every one of `fields` may be in validation. An empty value names its
-    field: "not on this document" is a label too.
+    name every one of `fields` may be in validation. An empty value names its field: "not on
+    this document" is a label too. `labelled(example)` says which names its labels give
+    (default: the keys of `.fields`); a value not checked by a person should not count.
 
     An example that does not, and whose hash sends it to validation, is left out of both
     sides. Training on it instead would move it across the split: once its labels are
@@ -276,7 +281,8 @@ def split_examples_covering(
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError("val_fraction must be between 0 and 1")
     units = [_hash_unit(example.name, seed) for example in examples]
-    covers = [all(name in example.fields for name in fields) for example in examples]
+    named = labelled or (lambda example: example.fields)
+    covers = [set(fields) <= set(named(example)) for example in examples]
     hashed_val = [u < val_fraction for u in units]
     kept = [i for i in range(len(examples)) if covers[i] or not hashed_val[i]]
     in_val = {i: hashed_val[i] for i in kept}
