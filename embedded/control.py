@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from embedded.credentials import private_home
 from embedded.postgres import EmbeddedPostgres
 from embedded.prefect_env import prefect_environment
 from embedded.processes import LOOPBACK, Echo, PortInUse, port_is_free
@@ -16,14 +17,19 @@ from embedded.settings import ServiceSettings
 
 def start(settings: ServiceSettings, open_s3: OpenS3, echo: Echo = print) -> None:
     """Start the embedded services that are not running; each one's line goes to `echo`.
-    `open_s3` is how SeaweedFS is seen to serve once started."""
+    `open_s3` is how SeaweedFS is seen to serve once started.
+
+    What an older docflow left is brought up to date on the way: the home made private, a
+    PostgreSQL that trusted every connection made to ask for the password (in place), and a
+    SeaweedFS started without its security.toml restarted with it."""
     postgres, seaweed = EmbeddedPostgres(settings), EmbeddedSeaweedFS(settings)
-    postgres.home.mkdir(parents=True, exist_ok=True)
+    private_home(postgres.home, group=postgres.server_group())
 
     # Check every port first, so nothing starts when something cannot.
     wanted: list[tuple[int, str]] = []
     if postgres.local and postgres.process.pid() is None:
         wanted.append((postgres.port, "PostgreSQL"))
+    old_seaweed = seaweed.process.pid() if seaweed.local and not seaweed.secured else None
     if seaweed.local and seaweed.process.pid() is None:
         wanted += [(port, f"SeaweedFS -{flag}") for flag, port in seaweed.ports.items()]
     for port, service in wanted:
@@ -34,15 +40,24 @@ def start(settings: ServiceSettings, open_s3: OpenS3, echo: Echo = print) -> Non
         echo(f"PostgreSQL: external at {settings.masked_database_url}, not started here")
     elif (pid := postgres.process.pid()) is not None:
         echo(f"PostgreSQL: already running (pid {pid}) on {LOOPBACK}:{postgres.port}")
+        postgres.require_password(echo)
         postgres.create_database()
     else:
-        pid = postgres.start()
+        pid = postgres.start(echo)
         echo(
             f"PostgreSQL: started (pid {pid}) on {LOOPBACK}:{postgres.port}, data in {postgres.data_dir}"
         )
 
     if not seaweed.local:
         echo(f"S3: external at {settings.s3_endpoint}, not started here")
+    elif old_seaweed is not None:
+        # Its master, volume and filer served anyone, and its S3 keys were a constant.
+        seaweed.stop()
+        pid = seaweed.start(open_s3)
+        echo(
+            f"SeaweedFS: restarted (pid {pid}, was {old_seaweed}): an older docflow had started "
+            f"it with its ports besides S3 open to anyone; they now ask for a certificate"
+        )
     elif (pid := seaweed.process.pid()) is not None:
         echo(f"SeaweedFS: already running (pid {pid}), S3 on {LOOPBACK}:{seaweed.s3_port}")
     else:

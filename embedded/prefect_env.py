@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from embedded.credentials import private_dir
 from embedded.processes import Echo
 from embedded.settings import ServiceSettings
 
@@ -37,7 +38,7 @@ def apply_prefect_environment(settings: ServiceSettings) -> None:
 
 def make_prefect_home(settings: ServiceSettings, echo: Echo = print) -> None:
     """Create the PREFECT_HOME of ephemeral Prefect (nothing to start: the API starts with each
-    flow run)."""
+    flow run), for this user only: its database holds the flow runs and any Secret blocks."""
     prefect_home = prefect_environment(settings)["PREFECT_HOME"]
-    Path(prefect_home).mkdir(parents=True, exist_ok=True)
+    private_dir(Path(prefect_home))
     echo(f"Prefect: ephemeral mode, PREFECT_HOME={prefect_home}")

@@ -5,17 +5,33 @@ need, on whichever services the settings name."""
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from embedded.control import ServiceStatus, start
 from embedded.control import status as service_status
+from embedded.credentials import credentials_path, ensure_credentials
 from embedded.prefect_env import make_prefect_home
 from embedded.processes import Echo
 from embedded.seaweedfs import S3Unavailable
 from flows.settings import Settings
 
 
+def make_credentials(home: Path, echo: Echo = print) -> bool:
+    """Generate the embedded default's credentials in `home` unless it has them (the first
+    `docflow up`), and say where they are. True when made now: settings built before then do
+    not have them yet."""
+    _, made = ensure_credentials(home)
+    where = credentials_path(home)
+    if made:
+        echo(f"Credentials: generated in {where} (mode 0600); every docflow command uses them")
+    else:
+        echo(f"Credentials: {where}")
+    return made
+
+
 def up(settings: Settings, echo: Echo = print) -> None:
-    """Start the embedded services that are not running, then create buckets and schema."""
+    """Start the embedded services that are not running, then create buckets and schema.
+    The settings carry the credentials (`make_credentials` first, on a new home)."""
     start(settings, partial(StoreBuckets, settings), echo)
     prepare(settings, echo)
     make_prefect_home(settings, echo)

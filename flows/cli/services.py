@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.cli.common import CommandError, service_settings
+from flows.cli.common import CommandError, load_settings, service_settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from flows import provision
+    from flows.settings import get_settings
 
+    # The first `up` generates the credentials; the settings then read them like any command's.
+    if provision.make_credentials(load_settings().home):
+        get_settings.cache_clear()
     provision.up(service_settings())
     return 0
 
