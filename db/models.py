@@ -347,6 +347,8 @@ class Extraction(Base):
     __table_args__ = (
         UniqueConstraint("document_id", "model_version_id"),
         Index("ix_extractions_document_id_created_at", "document_id", "created_at"),
+        # The review queue's refresh finds the extractions stored since it last ran.
+        Index("ix_extractions_created_at", "created_at"),
     )
 
 
@@ -491,5 +493,7 @@ from db.models_review import (  # noqa: E402, F401
     ReviewDecisionKind,
     Reviewer,
     ReviewLease,
+    ReviewQueueItem,
+    ReviewQueueState,
     ReviewThreshold,
 )

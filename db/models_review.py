@@ -128,4 +128,48 @@ class ReviewDecision(Base):
     )
 
 
-__all__ = ["ReviewDecision", "ReviewDecisionKind", "ReviewLease", "ReviewThreshold", "Reviewer"]
+class ReviewQueueItem(Base):
+    """An item waiting for a decision (`db.review_queue` keeps the table up to date): the
+    field row it stands for, its job (oldest first), its confidence, and whether the audit
+    sample drew it (confident) rather than its confidence (unsure)."""
+
+    __tablename__ = "review_queue"
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    field_id: Mapped[int] = mapped_column(ForeignKey("fields.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    audit: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("document_id", "name"),
+        Index("ix_review_queue_job_id_document_id_name", "job_id", "document_id", "name"),
+    )
+
+
+class ReviewQueueState(Base):
+    """One row: when `review_queue` was last brought up to date, and what it was judged by."""
+
+    __tablename__ = "review_queue_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    refreshed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    default_threshold: Mapped[float | None] = mapped_column(Float)
+    audit_cutoff: Mapped[int | None] = mapped_column(Integer)
+    # Bumped whenever a field's threshold is set; the queue was built at `built_...`.
+    thresholds_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    built_thresholds_version: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+
+__all__ = [
+    "ReviewDecision",
+    "ReviewDecisionKind",
+    "ReviewLease",
+    "ReviewQueueItem",
+    "ReviewQueueState",
+    "ReviewThreshold",
+    "Reviewer",
+]

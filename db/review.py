@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from db.models import ModelStatus, ModelVersion
 from db.models_review import Reviewer, ReviewThreshold
+from db.review_queue import CANDIDATES, current_items, refresh_queue, thresholds_changed
 
 DEFAULT_LEASE_SECONDS = 600
 # The share of confident fields drawn into the audit sample, and the accuracy a confidence
@@ -36,7 +37,6 @@ DEFAULT_TARGET_ACCURACY = 0.9
 # Without a reliability table (a model registered without metrics) every field below this
 # goes to review.
 FALLBACK_THRESHOLD = 0.9
-AUDIT_MODULUS = 10_000
 CLAIM_BATCH = 10
 CLAIM_ROUNDS = 5
 
@@ -114,6 +114,7 @@ def thresholds(session: Session, names: Sequence[str]) -> dict[str, float | None
 
 def set_threshold(session: Session, name: str, threshold: float | None, updated_by: str) -> None:
     """Set a field's threshold, or with None go back to the default."""
+    thresholds_changed(session)
     if threshold is None:
         session.execute(text("DELETE FROM review_thresholds WHERE name = :n"), {"n": name})
         return
@@ -154,51 +155,6 @@ def reviewer_by_id(session: Session, reviewer_id: int) -> Reviewer | None:
 
 # --- the queue ---------------------------------------------------------------------------------
 
-# The current field rows, one per (document, name): the most confident row of the latest
-# extraction (an extraction may answer a name twice; current_fields shows both).
-CURRENT_ITEMS = """
-    SELECT DISTINCT ON (e.document_id, f.name)
-        f.id AS field_id, e.document_id, f.name, f.confidence, e.model_version_id,
-        e.job_id, e.created_at AS extracted_at,
-        COALESCE(t.threshold, :default_threshold) AS threshold
-    FROM fields AS f
-    JOIN extractions AS e ON e.id = f.extraction_id
-    LEFT JOIN review_thresholds AS t ON t.name = f.name
-    WHERE NOT EXISTS (
-        SELECT 1 FROM extractions AS newer
-        WHERE newer.document_id = e.document_id
-          AND (newer.created_at, newer.id) > (e.created_at, e.id)
-    )
-    ORDER BY e.document_id, f.name, f.confidence DESC NULLS LAST, f.id
-"""
-
-# Items waiting for a decision, with the filters; `:reviewer` sees neither the items another
-# reviewer holds nor those they skipped themselves. With NULL for `:reviewer` both conditions
-# match no one (`= NULL` and `<> NULL` are never true): every waiting item, leased or skipped
-# or not, which is the backlog `db.review_stats` counts.
-QUEUE = f"""
-    SELECT c.field_id, c.document_id, c.name, c.confidence, c.threshold,
-           mv.name AS model_version
-    FROM ({CURRENT_ITEMS}) AS c
-    JOIN model_versions AS mv ON mv.id = c.model_version_id
-    LEFT JOIN jobs AS j ON j.id = c.job_id
-    WHERE (COALESCE(c.confidence, 0) < c.threshold
-           OR mod(abs(hashtextextended(c.field_id::text, 0)), {AUDIT_MODULUS}) < :audit_cutoff)
-      AND NOT EXISTS (
-        SELECT 1 FROM review_decisions AS rd
-        WHERE rd.document_id = c.document_id AND rd.name = c.name
-          AND (rd.decision <> 'skip' OR rd.reviewer_id = :reviewer)
-      )
-      AND NOT EXISTS (
-        SELECT 1 FROM review_leases AS l
-        WHERE l.document_id = c.document_id AND l.name = c.name
-          AND l.expires_at > now() AND l.reviewer_id <> :reviewer
-      )
-      AND (CAST(:field AS text) IS NULL OR c.name = :field)
-      AND (CAST(:job AS bigint) IS NULL OR c.job_id = :job)
-      AND (CAST(:model AS text) IS NULL OR mv.name = :model)
-"""
-
 LEASE = text(
     """
     INSERT INTO review_leases (document_id, name, reviewer_id, token, expires_at)
@@ -210,17 +166,6 @@ LEASE = text(
     RETURNING token
     """
 )
-
-
-def _queue_params(
-    session: Session, reviewer_id: int | None, queue_filter: QueueFilter, audit_rate: float
-) -> dict[str, Any]:
-    return {
-        "default_threshold": default_threshold(session),
-        "audit_cutoff": round(audit_rate * AUDIT_MODULUS),
-        "reviewer": reviewer_id,
-        **queue_filter.params(),
-    }
 
 
 def claim_next(
@@ -245,17 +190,13 @@ def claim_next(
         item = item_by_token(session, token)
         if item is not None and _matches(item, queue_filter):
             return item
-    params = _queue_params(session, reviewer_id, queue_filter, audit_rate)
+    refresh_queue(session, default_threshold(session), audit_rate)
+    session.commit()
+    params = {"reviewer": reviewer_id, "limit": CLAIM_BATCH, **queue_filter.params()}
     # Each round leases one of the first CLAIM_BATCH free items; a round finds none only when
     # other reviewers took all of them between the query and the lease, so a few rounds do.
     for _ in range(CLAIM_ROUNDS):
-        candidates = session.execute(
-            text(
-                QUEUE + " ORDER BY COALESCE(j.started_at, c.extracted_at), c.document_id, c.name"
-                f" LIMIT {CLAIM_BATCH}"
-            ),
-            params,
-        ).all()
+        candidates = session.execute(text(CANDIDATES), params).all()
         if not candidates:
             break
         for candidate in candidates:
@@ -365,7 +306,8 @@ ITEM = text(
             ORDER BY rd.decided_at DESC, rd.id DESC LIMIT 1) AS decided
     FROM review_leases AS l
     JOIN documents AS d ON d.id = l.document_id
-    LEFT JOIN ({CURRENT_ITEMS}) AS c ON c.document_id = l.document_id AND c.name = l.name
+    LEFT JOIN ({current_items("e.document_id = (SELECT document_id FROM review_leases WHERE token = :token)")}) AS c
+        ON c.document_id = l.document_id AND c.name = l.name
     LEFT JOIN fields AS f ON f.id = c.field_id
     LEFT JOIN model_versions AS mv ON mv.id = c.model_version_id
     WHERE l.token = :token

@@ -15,6 +15,7 @@ from db.labels import store_labels
 from db.models import ReviewStatus
 from db.models_review import ReviewDecisionKind
 from db.review import ReviewItem, item_by_token
+from db.review_queue import dequeue
 
 STATUS_OF_DECISION = {
     ReviewDecisionKind.ACCEPT: ReviewStatus.ACCEPTED,
@@ -91,6 +92,7 @@ def decide(
         ).scalar_one()
         return DecisionResult(done, recorded=False)
     if decision is not ReviewDecisionKind.SKIP:
+        dequeue(session, item.document_id, item.name)
         store_labels(
             session, item.document_id, {item.name: row["value"]}, "review", reviewer_id=reviewer_id
         )

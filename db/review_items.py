@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.review import CURRENT_ITEMS, default_threshold
+from db.review import default_threshold
+from db.review_queue import current_items
 
 # --- what one digitize run left for review -----------------------------------------------------
 
@@ -27,7 +28,7 @@ class JobReviewCounts:
 
 def job_review_counts(session: Session, job_id: int) -> JobReviewCounts:
     """The items job `job_id` left in the review queue for confidence below the field's
-    threshold, by the queue's rule (CURRENT_ITEMS: a document's latest extraction, a name's most
+    threshold, by the queue's rule (`current_items`: a document's latest extraction, a name's most
     confident row) restricted to the job's extractions, less items already decided. The audit
     sample of confident fields is drawn, not left over: not counted."""
     rows = session.execute(
@@ -67,6 +68,18 @@ class UnreviewedFields:
     waiting: frozenset[str]
 
 
+UNREVIEWED = text(
+    f"""
+            SELECT c.document_id, c.name, f.value,
+                   COALESCE(c.confidence, 0) >= c.threshold AS confident
+            FROM ({current_items("e.document_id = ANY(:documents)")}) AS c
+            JOIN fields AS f ON f.id = c.field_id
+            WHERE NOT EXISTS (SELECT 1 FROM review_decisions AS rd WHERE rd.decision <> 'skip'
+                              AND rd.document_id = c.document_id AND rd.name = c.name)
+    """
+)
+
+
 def unreviewed_fields(session: Session, document_ids: Sequence[int]) -> dict[int, UnreviewedFields]:
     """Per document, its current fields that have no decision, split by the queue's rule: a
     confidence at or above the field's threshold was accepted without review, one below it is
@@ -74,17 +87,7 @@ def unreviewed_fields(session: Session, document_ids: Sequence[int]) -> dict[int
     if not document_ids:
         return {}
     rows = session.execute(
-        text(
-            f"""
-            SELECT c.document_id, c.name, f.value,
-                   COALESCE(c.confidence, 0) >= c.threshold AS confident
-            FROM ({CURRENT_ITEMS}) AS c
-            JOIN fields AS f ON f.id = c.field_id
-            WHERE c.document_id = ANY(:documents)
-              AND NOT EXISTS (SELECT 1 FROM review_decisions AS rd WHERE rd.decision <> 'skip'
-                              AND rd.document_id = c.document_id AND rd.name = c.name)
-            """
-        ),
+        UNREVIEWED,
         {"documents": list(document_ids), "default_threshold": default_threshold(session)},
     ).all()
     accepted: dict[int, dict[str, str]] = {d: {} for d in document_ids}

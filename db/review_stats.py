@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.review import DEFAULT_AUDIT_RATE, QUEUE, QueueFilter, _queue_params
+from db.review import DEFAULT_AUDIT_RATE, default_threshold
+from db.review_queue import BACKLOG, refresh_queue
 
 RELIABILITY_EDGES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
@@ -86,24 +87,13 @@ class NextFinetune:
 
 def review_backlog(session: Session, *, audit_rate: float = DEFAULT_AUDIT_RATE) -> list[BacklogRow]:
     """Items waiting for a decision per (field name, model version), by name and version: the
-    review queue (`db.review.QUEUE`) as no particular reviewer sees it. An item leased to a
+    review queue (`db.review_queue`) as no particular reviewer sees it. An item leased to a
     reviewer or skipped by one still waits; one with a decision other than skip does not.
     `audit_rate` must be the rate the review application claims with, or the audit counts
     describe another sample."""
-    params = _queue_params(session, None, QueueFilter(), audit_rate)
-    rows = session.execute(
-        text(
-            f"""
-            SELECT q.name, q.model_version,
-                   count(*) FILTER (WHERE COALESCE(q.confidence, 0) < q.threshold) AS below,
-                   count(*) FILTER (WHERE COALESCE(q.confidence, 0) >= q.threshold) AS audit
-            FROM ({QUEUE}) AS q
-            GROUP BY q.name, q.model_version
-            ORDER BY q.name, q.model_version
-            """
-        ),
-        params,
-    ).all()
+    refresh_queue(session, default_threshold(session), audit_rate)
+    session.commit()
+    rows = session.execute(text(BACKLOG)).all()
     return [BacklogRow(r.name, r.model_version, r.below, r.audit, r.below + r.audit) for r in rows]
 
 
@@ -191,13 +181,8 @@ def audit_reliability(
 WINDOW_START = "date_trunc('hour', now()) - make_interval(hours => CAST(:hours AS int) - 1)"
 
 
-def decisions_per_hour(session: Session, hours: int = 24) -> list[HourRow]:
-    """Decisions (skips left out) per hour over the current hour and the `hours - 1` before
-    it, oldest first, hours without decisions included with 0."""
-    _check_hours(hours)
-    rows = session.execute(
-        text(
-            f"""
+DECISIONS_PER_HOUR = text(
+    f"""
             SELECT h.hour, count(rd.id) AS decisions
             FROM generate_series({WINDOW_START}, date_trunc('hour', now()), interval '1 hour')
                  AS h(hour)
@@ -206,20 +191,11 @@ def decisions_per_hour(session: Session, hours: int = 24) -> list[HourRow]:
                   AND rd.decided_at >= h.hour AND rd.decided_at < h.hour + interval '1 hour'
             GROUP BY h.hour
             ORDER BY h.hour
-            """
-        ),
-        {"hours": hours},
-    ).all()
-    return [HourRow(r.hour, r.decisions) for r in rows]
+    """
+)
 
-
-def decisions_by_reviewer(session: Session, hours: int = 24) -> list[ReviewerRow]:
-    """What each reviewer decided in the same window as `decisions_per_hour`, most decisions
-    first; reviewers with nothing in the window are left out."""
-    _check_hours(hours)
-    rows = session.execute(
-        text(
-            f"""
+DECISIONS_BY_REVIEWER = text(
+    f"""
             SELECT r.name AS reviewer,
                    count(*) FILTER (WHERE rd.decision <> 'skip') AS decisions,
                    count(*) FILTER (WHERE rd.decision = 'accept') AS accepted,
@@ -231,10 +207,23 @@ def decisions_by_reviewer(session: Session, hours: int = 24) -> list[ReviewerRow
             WHERE rd.decided_at >= {WINDOW_START}
             GROUP BY r.name
             ORDER BY decisions DESC, r.name NULLS LAST
-            """
-        ),
-        {"hours": hours},
-    ).all()
+    """
+)
+
+
+def decisions_per_hour(session: Session, hours: int = 24) -> list[HourRow]:
+    """Decisions (skips left out) per hour over the current hour and the `hours - 1` before
+    it, oldest first, hours without decisions included with 0."""
+    _check_hours(hours)
+    rows = session.execute(DECISIONS_PER_HOUR, {"hours": hours}).all()
+    return [HourRow(r.hour, r.decisions) for r in rows]
+
+
+def decisions_by_reviewer(session: Session, hours: int = 24) -> list[ReviewerRow]:
+    """What each reviewer decided in the same window as `decisions_per_hour`, most decisions
+    first; reviewers with nothing in the window are left out."""
+    _check_hours(hours)
+    rows = session.execute(DECISIONS_BY_REVIEWER, {"hours": hours}).all()
     return [
         ReviewerRow(r.reviewer, r.decisions, r.accepted, r.corrected, r.absent, r.skipped)
         for r in rows
@@ -247,6 +236,17 @@ def _check_hours(hours: int) -> None:
 
 
 # --- the next fine-tuning run ------------------------------------------------------------------
+
+
+# Labels stored since :since (all of them when it is NULL).
+_NEW = "CAST(:since AS timestamptz) IS NULL OR created_at >= :since"
+NEW_LABELS_BY_SOURCE = text(
+    "SELECT source, count(*) AS labels, count(DISTINCT document_id) AS documents"
+    f" FROM labels WHERE {_NEW} GROUP BY source ORDER BY source"
+)
+NEW_LABELS = text(
+    f"SELECT count(*) AS labels, count(DISTINCT document_id) AS documents FROM labels WHERE {_NEW}"
+)
 
 
 def labels_for_next_finetune(session: Session) -> NextFinetune:
@@ -267,21 +267,8 @@ def labels_for_next_finetune(session: Session) -> NextFinetune:
         )
     ).one_or_none()
     since = last.since if last is not None else None
-    new = "CAST(:since AS timestamptz) IS NULL OR created_at >= :since"
-    by_source = session.execute(
-        text(
-            "SELECT source, count(*) AS labels, count(DISTINCT document_id) AS documents"
-            f" FROM labels WHERE {new} GROUP BY source ORDER BY source"
-        ),
-        {"since": since},
-    ).all()
-    total = session.execute(
-        text(
-            "SELECT count(*) AS labels, count(DISTINCT document_id) AS documents"
-            f" FROM labels WHERE {new}"
-        ),
-        {"since": since},
-    ).one()
+    by_source = session.execute(NEW_LABELS_BY_SOURCE, {"since": since}).all()
+    total = session.execute(NEW_LABELS, {"since": since}).one()
     return NextFinetune(
         last_run_id=last.id if last is not None else None,
         since=since,

@@ -195,3 +195,34 @@ def test_a_whole_document_is_leased_with_the_fields_the_model_missed(session: Se
         "total",
     ]
     assert uuid.UUID(str(date.token))
+
+
+def test_the_queue_follows_reprocessing_thresholds_and_decisions(session: Session):
+    """The queue table is brought up to date before it is read: a document extracted again
+    is queued by its new fields, a threshold set moves items in or out, a decision takes its
+    item out."""
+    from db.extractions import ExtractionRecord, store_extractions
+    from db.review_stats import review_backlog
+
+    model = seed_model(session)
+    (doc,) = seed_documents(session, model, [receipt("9.00", 0.3, 0.95)])
+    alice = add_reviewer(session, "alice", "hash")
+    session.commit()
+
+    def waiting() -> dict[str, int]:
+        return {row.name: row.waiting for row in review_backlog(session, audit_rate=0.0)}
+
+    assert waiting() == {"total": 1}
+    # extracted again, now sure of the total and unsure of the company
+    store_extractions(
+        session, [ExtractionRecord(doc.document_id, model, None, receipt("9.50", 0.99, 0.2))]
+    )
+    session.commit()
+    assert waiting() == {"company": 1}
+    set_threshold(session, "total", 0.995, "alice")
+    session.commit()
+    assert waiting() == {"company": 1, "total": 1}
+    item = claim_next(session, alice, QueueFilter(field="total"), audit_rate=0.0)
+    assert item.value == "9.50"
+    decide(session, alice, item.token, "accept")
+    assert waiting() == {"company": 1}

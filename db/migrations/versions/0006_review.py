@@ -4,7 +4,8 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-20
 
-The review application (`docflow review`) writes a `review_decisions` row for every decision
+`review_queue` holds the items waiting for review (`db/review_queue.py` keeps it up to date,
+with `review_queue_state`). The review application (`docflow review`) writes a `review_decisions` row for every decision
 and a `labels` row (source 'review', with the reviewer) for every accept, correction or "not
 on this document". current_fields (v3) and document_fields (v2) show the latest decision's
 value in place of the model's; current_fields appends `corrected` and `model_value`. Both are
@@ -135,6 +136,41 @@ def upgrade() -> None:
         ["document_id", "name", "decided_at"],
     )
     op.create_index("ix_review_decisions_decided_at", "review_decisions", ["decided_at"])
+    op.create_table(
+        "review_queue",
+        sa.Column("document_id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("field_id", sa.BigInteger(), nullable=False),
+        sa.Column("job_id", sa.BigInteger(), nullable=True),
+        sa.Column("confidence", sa.Float(), nullable=True),
+        sa.Column("audit", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["documents.id"],
+            name="fk_review_queue_document_id_documents",
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["field_id"], ["fields.id"], name="fk_review_queue_field_id_fields", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("document_id", "name", name="pk_review_queue"),
+    )
+    op.create_index("ix_review_queue_field_id", "review_queue", ["field_id"])
+    op.create_index(
+        "ix_review_queue_job_id_document_id_name", "review_queue", ["job_id", "document_id", "name"]
+    )
+    op.create_table(
+        "review_queue_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("default_threshold", sa.Float(), nullable=True),
+        sa.Column("audit_cutoff", sa.Integer(), nullable=True),
+        sa.Column("thresholds_version", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("built_thresholds_version", sa.Integer(), server_default="0", nullable=False),
+        sa.CheckConstraint("id = 1", name="ck_review_queue_state_one_row"),
+        sa.PrimaryKeyConstraint("id", name="pk_review_queue_state"),
+    )
+    op.create_index("ix_extractions_created_at", "extractions", ["created_at"])
     op.add_column("labels", sa.Column("reviewer_id", sa.BigInteger(), nullable=True))
     op.create_foreign_key(
         "fk_labels_reviewer_id_reviewers",
@@ -160,6 +196,9 @@ def downgrade() -> None:
     )
     op.drop_constraint("fk_labels_reviewer_id_reviewers", "labels", type_="foreignkey")
     op.drop_column("labels", "reviewer_id")
+    op.drop_index("ix_extractions_created_at", table_name="extractions")
+    op.drop_table("review_queue_state")
+    op.drop_table("review_queue")
     op.drop_table("review_decisions")
     op.drop_table("review_leases")
     op.drop_table("review_thresholds")
