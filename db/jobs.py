@@ -1,5 +1,7 @@
 """Jobs and the documents they hold: opening, counting and closing a job, finding and marking
-the ones whose process died, and claiming documents for a job (claim, renew, fail, release)."""
+the ones whose process died, and claiming documents for a job (claim, renew, fail, release),
+and the attempt given back by a release that is not the document's doing (the attempts
+themselves are counted and given up on in `db.attempts`)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Document, DocumentStatus, Job, JobKind, JobStatus
+
+# How the documents a crashed job held are released (`mark_crashed_jobs`).
+CRASHED_PREFIX = "job crashed: "
 
 
 def open_job(
@@ -140,7 +146,7 @@ def mark_crashed_jobs(
             .execution_options(synchronize_session=False)
         )
     )
-    _release_claims_of_jobs(session, crashed, reason=f"job crashed: {error}")
+    _release_claims_of_jobs(session, crashed, reason=f"{CRASHED_PREFIX}{error}")
     return sorted(crashed)
 
 
@@ -240,7 +246,7 @@ def hold_claims(session: Session, job_id: int, document_ids: Iterable[int]) -> l
 def _release_claims_of_jobs(session: Session, job_ids: list[int], reason: str | None) -> None:
     if not job_ids:
         return
-    values: dict[str, Any] = _unclaimed(DocumentStatus.QUEUED)
+    values: dict[str, Any] = unclaimed(DocumentStatus.QUEUED)
     if reason is not None:
         values["last_error"] = reason
     session.execute(
@@ -254,7 +260,7 @@ def _release_claims_of_jobs(session: Session, job_ids: list[int], reason: str | 
     )
 
 
-def _unclaimed(status: DocumentStatus) -> dict[str, Any]:
+def unclaimed(status: DocumentStatus) -> dict[str, Any]:
     return {
         "status": status,
         "claimed_by_job_id": None,
@@ -279,6 +285,19 @@ class ClaimedDocument:
     size: int
     etag: str | None
     page_count: int | None
+    # Attempts at it that began before this claim and did not finish it: 0 the first time.
+    # A document with one behind it may be what killed the run that made it (flows/chunks.py).
+    attempts: int = 0
+
+
+WAITING = (DocumentStatus.NEW, DocumentStatus.QUEUED, DocumentStatus.PROCESSING)
+FINISHED = (DocumentStatus.FAILED, DocumentStatus.EXTRACTED)
+
+
+def claim_free() -> ColumnElement[bool]:
+    """Only 'processing' rows carry a claim; for them an expired claim is what makes them
+    claimable. The other statuses have NULL claim columns."""
+    return or_(Document.claim_expires_at.is_(None), Document.claim_expires_at <= func.now())
 
 
 def claim_documents(
@@ -288,12 +307,19 @@ def claim_documents(
     ttl_seconds: float,
     document_ids: Iterable[int] | None = None,
     reprocess: bool = False,
+    max_attempts: int | None = None,
 ) -> list[ClaimedDocument]:
     """Claim up to `limit` documents for `job_id`, oldest first; they become 'processing'.
 
     Claimable: documents in 'new' or 'queued' (also 'failed' and 'extracted' when `reprocess`),
     and documents whose claim has expired (its job crashed or stalled past `ttl_seconds`).
-    `document_ids` restricts the claim to those documents (a triggered run).
+    `document_ids` restricts the claim to those documents (a triggered run). With
+    `max_attempts`, a document that already had that many attempts is never claimed: call
+    `db.attempts.give_up_exhausted` first, in the same transaction, to fail those.
+
+    The claim counts no attempt (`db.attempts.count_attempts` does, when work on the
+    document begins). A reprocess of a finished document starts its count again from zero;
+    a finished document otherwise keeps the count it took.
 
     Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent claimers pass over each other's
     rows instead of waiting, and never both get one document: a row another transaction
@@ -301,19 +327,19 @@ def claim_documents(
     """
     if limit <= 0:
         return []
-    statuses = [DocumentStatus.NEW, DocumentStatus.QUEUED, DocumentStatus.PROCESSING]
-    if reprocess:
-        statuses += [DocumentStatus.FAILED, DocumentStatus.EXTRACTED]
-    # Only 'processing' rows carry a claim; for them an expired claim is what makes them
-    # claimable. The other statuses have NULL claim columns.
-    claim_free = or_(Document.claim_expires_at.is_(None), Document.claim_expires_at <= func.now())
+    statuses = list(WAITING) + (list(FINISHED) if reprocess else [])
     candidates = (
         select(Document.id)
-        .where(Document.status.in_(statuses), claim_free)
+        .where(Document.status.in_(statuses), claim_free())
         .order_by(Document.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    if max_attempts is not None:
+        untried = Document.attempts < max_attempts
+        if reprocess:
+            untried = or_(untried, Document.status.in_(FINISHED))
+        candidates = candidates.where(untried)
     if document_ids is not None:
         candidates = candidates.where(Document.id.in_(list(document_ids)))
     candidates = candidates.cte("candidates")
@@ -325,6 +351,8 @@ def claim_documents(
             claimed_by_job_id=job_id,
             claim_expires_at=func.now() + dt.timedelta(seconds=ttl_seconds),
             updated_at=func.now(),
+            # SET reads the row as it was: a reprocessed document starts from zero again.
+            attempts=case((Document.status.in_(FINISHED), 0), else_=Document.attempts),
         )
         .returning(
             Document.id,
@@ -335,6 +363,7 @@ def claim_documents(
             Document.size,
             Document.etag,
             Document.page_count,
+            Document.attempts,
         )
         .execution_options(synchronize_session=False)
     )
@@ -351,17 +380,31 @@ def mark_document_failed(session: Session, document_id: int, job_id: int, reason
 
 
 def release_claim(
-    session: Session, document_id: int, job_id: int, reason: str | None = None
+    session: Session,
+    document_id: int,
+    job_id: int,
+    reason: str | None = None,
+    *,
+    attempt_spent: bool = True,
 ) -> bool:
-    """A transient failure (storage timeout, worker shutting down): back to 'queued', so the
-    next run claims it again. Same ownership rule and return value as mark_document_failed."""
-    return _finish_claim(session, document_id, job_id, DocumentStatus.QUEUED, reason)
+    """Not done, and not failed for good (storage timeout, out of memory, an unexpected error):
+    back to 'queued', so the next run claims it again. Same ownership rule and return value as
+    mark_document_failed. The attempt counted when work on it began stays spent, unless
+    `attempt_spent` is False: a failure no document can be behind (the storage or the
+    database unreachable) gives it back."""
+    extra = {} if attempt_spent else {"attempts": func.greatest(Document.attempts - 1, 0)}
+    return _finish_claim(session, document_id, job_id, DocumentStatus.QUEUED, reason, extra)
 
 
 def _finish_claim(
-    session: Session, document_id: int, job_id: int, status: DocumentStatus, reason: str | None
+    session: Session,
+    document_id: int,
+    job_id: int,
+    status: DocumentStatus,
+    reason: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> bool:
-    values = _unclaimed(status)
+    values = unclaimed(status) | (extra or {})
     if reason is not None:
         values["last_error"] = reason
     found = session.execute(

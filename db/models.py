@@ -174,6 +174,7 @@ class Document(Base):
         pg_enum(DocumentStatus, "document_status"), server_default=DocumentStatus.NEW.value
     )
     last_error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")  # db/attempts.py
     claimed_by_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL")
     )

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         3600, ge=10, description="a crashed job's claims expire after this"
     )
     max_document_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    # Attempts at one document (each start of work on it counts one) before it is failed with
+    # the last reason, "gave up after N attempts: …" (db/attempts.py): a document that breaks
+    # every run, or kills the process working on it, is not retried forever.
+    max_attempts: int = Field(3, ge=1, description="attempts at a document before it fails")
     # A field judged on fewer holdout documents than this cannot tell a better version from
     # luck: at 20, one value is 5 points of that field's F1, already above the usual margin.
     finetune_min_holdout: int = Field(
