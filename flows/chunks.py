@@ -4,6 +4,7 @@ documents, and the failures they carry."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,11 +14,37 @@ from db.jobs import ClaimedDocument
 
 @dataclass(frozen=True)
 class Failure:
-    """A document (or an object not yet a document) that could not be processed, and why."""
+    """A document (or an object not yet a document) that could not be processed, and why.
+
+    For a document given back to the queue, `attempt_spent` says whether the attempt counted
+    when work on it began stays spent: False when it is not the document's doing (its object
+    changed since it was listed)."""
 
     key: str
     reason: str
     document_id: int | None = None
+    attempt_spent: bool = True
+
+
+def plan_chunks(
+    claimed: Sequence[ClaimedDocument], chunk_size: int
+) -> tuple[list[list[ClaimedDocument]], list[list[ClaimedDocument]]]:
+    """The run's chunks: (worked on side by side, worked on alone and one after another).
+
+    A document with an attempt behind it that did not finish (`ClaimedDocument.attempts`) may
+    be what broke that attempt: an error that failed its chunk, or a process killed by the
+    kernel (out of memory) or by a native library (a segfault), which takes down every chunk
+    in flight. It goes into a chunk of one, and those run after the others, one at a time:
+    should it kill this run too, it takes down only itself, its attempt is the only one
+    counted (`db.attempts.count_attempts` counts at the start of work, not at the claim), and
+    after `DOCFLOW_MAX_ATTEMPTS` it is failed while its former chunk-mates finish. The least
+    tried go first, so a document that keeps breaking runs does not hold back the others.
+    First attempts go in chunks of `chunk_size` in claim order, as before.
+    """
+    fresh = [doc for doc in claimed if doc.attempts == 0]
+    retried = sorted((doc for doc in claimed if doc.attempts > 0), key=lambda d: (d.attempts, d.id))
+    together = [fresh[i : i + chunk_size] for i in range(0, len(fresh), chunk_size)]
+    return together, [[doc] for doc in retried]
 
 
 @dataclass

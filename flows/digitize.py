@@ -4,12 +4,15 @@ The recipe (each step a task in `flows/tasks.py`):
 
 1. open a `jobs` row linked to this flow run;
 2. resolve the model version (default: the active one);
-3. discover new or changed objects, register them by sha256, claim this run's documents;
-4. one task per chunk of documents (`digitize_chunk`): renew the claims, OCR (the results
-   cached in the artifact bucket), extract the fields in batches under the global concurrency
-   limit `docflow-extract`, and store the chunk's extractions, failures and counts in one
-   transaction; then write the stored documents' searchable PDF, ALTO and hOCR into the
-   archive bucket (`flows/archive.py`; skipped where they exist for the same content and OCR);
+3. discover new or changed objects, register them by sha256, claim this run's documents
+   (failing those out of attempts, `DOCFLOW_MAX_ATTEMPTS`);
+4. one task per chunk of documents (`digitize_chunk`): count an attempt at each document and
+   renew the claims, OCR (the results cached in the artifact bucket), extract the fields in
+   batches under the global concurrency limit `docflow-extract`, and store the chunk's
+   extractions, failures and counts in one transaction; then write the stored documents'
+   searchable PDF, ALTO and hOCR into the archive bucket (`flows/archive.py`; skipped where
+   they exist for the same content and OCR). Documents with an unfinished attempt behind them
+   are chunks of one, worked on one at a time after the others (`flows.chunks.plan_chunks`);
 5. close the job and publish the summary artifact (a progress artifact moves as chunks finish);
    when the run left fields for review, emit the Prefect event `docflow.review.needed`
    (`announce_review`), which an automation can turn into a notification.
@@ -34,12 +37,14 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import Progress, digitize_markdown, publish_markdown
-from flows.chunks import StoredChunk
+from flows.chunks import StoredChunk, plan_chunks
+from flows.claims import release_chunk
 from flows.discovery import discover_and_claim
 from flows.jobs import finish_job, open_job
 from flows.registry import resolve_model
+from flows.retries import spares_the_documents
 from flows.settings import get_settings
-from flows.tasks import check_extract_limit, digitize_chunk, release_chunk
+from flows.tasks import check_extract_limit, digitize_chunk
 
 # Chunks in flight at once: enough to keep OCR, extraction and storing overlapped on a small
 # machine; the OCR engine and the concurrency limit bound the heavy parts anyway.
@@ -98,17 +103,15 @@ def digitize(
         claimed = discovery.claimed
         if not claimed:  # nothing new, or another run holds it: no chunk, no model loaded
             logger.info("no document to work on: none is waiting, or other runs hold them")
-        chunks = [claimed[i : i + chunk_size] for i in range(0, len(claimed), chunk_size)]
+        # Documents with an unfinished attempt behind them go alone, after the others.
+        chunks, alone = plan_chunks(claimed, chunk_size)
         progress = Progress(len(claimed), "digitize-progress", f"job {job_id}: documents done")
-
-        stored = digitize_chunk.map(chunks, model=unmapped(model), job_id=unmapped(job_id))
-        chunk_of = {future.task_run_id: chunk for chunk, future in zip(chunks, stored, strict=True)}
         results: list[StoredChunk] = []
         chunk_errors: list[str] = []
         released = 0
-        for future in as_completed(stored):
-            chunk = chunk_of[future.task_run_id]
-            outcome = future.result(raise_on_failure=False)
+
+        def collect(chunk: list[Any], outcome: Any) -> None:
+            nonlocal released
             if isinstance(outcome, StoredChunk):
                 results.append(outcome)
                 released += outcome.released
@@ -116,8 +119,19 @@ def digitize(
                 reason = f"chunk failed: {type(outcome).__name__}: {outcome}"
                 logger.error("%d documents given back to the queue: %s", len(chunk), reason)
                 chunk_errors.append(reason)
-                released += release_chunk(chunk, job_id, reason[:500])
+                spent = not spares_the_documents(outcome)
+                released += release_chunk(chunk, job_id, reason[:500], attempt_spent=spent)
             progress.advance(len(chunk))
+
+        stored = digitize_chunk.map(chunks, model=unmapped(model), job_id=unmapped(job_id))
+        chunk_of = {future.task_run_id: chunk for chunk, future in zip(chunks, stored, strict=True)}
+        for future in as_completed(stored):
+            collect(chunk_of[future.task_run_id], future.result(raise_on_failure=False))
+        if alone:
+            logger.info("%d documents tried before are worked on one at a time", len(alone))
+        for chunk in alone:  # one at a time, nothing else in flight: a crash is its own
+            future = digitize_chunk.submit(chunk, model=model, job_id=job_id)
+            collect(chunk, future.result(raise_on_failure=False))
 
         summary = finish_job(
             job_id,
@@ -134,6 +148,7 @@ def digitize(
     summary.update(
         model_version=model.name,
         released=released,
+        retried_alone=len(alone),
         discovery={
             "listed": discovery.listed,
             "unchanged": discovery.unchanged,

@@ -54,8 +54,12 @@ def discover_and_claim(
     read and hashed, and registered by sha256 (the same bytes under two keys are one document).
     Then the documents of the scope that are waiting (new, queued, or with an expired claim;
     also extracted and failed ones when `reprocess`) are claimed with SKIP LOCKED, so two runs
-    at once never take the same document.
+    at once never take the same document. A waiting document that already had
+    `DOCFLOW_MAX_ATTEMPTS` attempts is failed with its last reason instead ("gave up after N
+    attempts: …", `db.attempts.give_up_exhausted`), a failure of this run like the others;
+    a `reprocess` run, asked to do every document again, gives up on none.
     """
+    from db.attempts import give_up_exhausted
     from db.documents import known_objects, register_documents
     from db.jobs import abandoned_jobs, claim_documents, mark_crashed_jobs
     from db.session import session_scope
@@ -124,6 +128,9 @@ def discover_and_claim(
         discovery.registered_new = sum(r.is_new for r in registered)
         discovery.registered_known = len(registered) - discovery.registered_new
         document_ids = _documents_of_keys(session, bucket, scope)
+        if not reprocess:
+            gave_up = give_up_exhausted(session, settings.max_attempts, document_ids)
+            discovery.failures += [Failure(g.key, g.reason, g.id) for g in gave_up]
         discovery.claimed = claim_documents(
             session,
             job_id,
@@ -131,6 +138,7 @@ def discover_and_claim(
             ttl_seconds=settings.claim_ttl_seconds,
             document_ids=document_ids,
             reprocess=reprocess,
+            max_attempts=None if reprocess else settings.max_attempts,
         )
     discovery.seconds = time.monotonic() - started
     get_run_logger().info(

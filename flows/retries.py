@@ -106,6 +106,17 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
+def spares_the_documents(error: BaseException) -> bool:
+    """Whether a chunk that failed for good with `error` failed for a reason none of its
+    documents can be behind: storage or the database unreachable, or the database out of
+    room or time. Its documents then get back the attempt the chunk counted
+    (`db.attempts`). A worker out of memory is not one: a document may be too big for it, and
+    worked on alone next time (`flows.chunks.plan_chunks`) it shows which one."""
+    if is_database_out_of_resources(error):
+        return True
+    return is_transient(error) and not is_worker_out_of_memory(error)
+
+
 def retry_on_transient(task, task_run, state) -> bool:
     """Prefect's retry_condition_fn: retry a failed task only when its error is transient."""
     try:
