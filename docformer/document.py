@@ -91,9 +91,11 @@ class OCRResult:
 @dataclass
 class Page:
     index: int
-    width: int
+    width: int  # pixel size of the full page as read: the frame of its OCR's boxes
     height: int
-    image: Image.Image | None = None  # RGB rendering; None when only the OCR result is kept
+    # RGB rendering, at full size or shrunk (`DocumentReader.read(keep_image_size=...)`);
+    # None when only the OCR result is kept
+    image: Image.Image | None = None
     ocr: OCRResult | None = None
     has_text_layer: bool = False  # born-digital PDF page: words came from the text layer
 

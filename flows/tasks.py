@@ -58,7 +58,7 @@ from db.extractions import ExtractionRecord
 from db.jobs import ClaimedDocument
 from docformer.document import Document
 from docformer.io import DocumentError, ReadLimits
-from docformer.reader import DocumentReader
+from docformer.reader import NO_IMAGE, DocumentReader
 from flows.archive import archive_stored
 from flows.chunks import ExtractedChunk, Failure, OCRChunk, OCRDocument, StoredChunk
 from flows.clients import object_store, sessions
@@ -138,9 +138,14 @@ def document_reader(settings: Settings, store: ObjectStore) -> DocumentReader:
 
 
 def _read_claimed(
-    store: ObjectStore, reader: DocumentReader, claim: ClaimedDocument, max_bytes: int
+    store: ObjectStore,
+    reader: DocumentReader,
+    claim: ClaimedDocument,
+    max_bytes: int,
+    keep_image_size: tuple[int, int],
 ) -> Document:
-    """The claimed document with every page's OCR, or DocumentFailed / DocumentReleased."""
+    """The claimed document with every page's OCR, or DocumentFailed / DocumentReleased; read
+    one page at a time, each image shrunk to `keep_image_size` once it has its OCR."""
     try:
         data = store.read_bytes(claim.bucket, claim.key, max_bytes)
     except ObjectMissing as error:
@@ -150,7 +155,8 @@ def _read_claimed(
     if hashlib.sha256(data).hexdigest() != claim.sha256:
         raise DocumentChanged("the object changed since it was listed; the next run reads it")
     try:
-        return reader.read(data, f"s3://{claim.bucket}/{claim.key}")
+        source = f"s3://{claim.bucket}/{claim.key}"
+        return reader.read(data, source, keep_image_size=keep_image_size)
     except DocumentError as error:
         if is_resource_exhaustion(error):
             raise out_of_resources("reading", error) from error
@@ -193,7 +199,8 @@ def _ocr_document(
     # Known page count and every page cached (a re-run, a new model): no need to read the file.
     if claim.page_count and (cached := reader.cached_ocr(claim.sha256, claim.page_count)):
         return [page_row(i, ocr, ocr.engine != reader.engine_id) for i, ocr in enumerate(cached)]
-    document = _read_claimed(store, reader, claim, settings.max_document_bytes)
+    # Only the OCR is kept: no page image outlives its OCR.
+    document = _read_claimed(store, reader, claim, settings.max_document_bytes, NO_IMAGE)
     return [page_row(page.index, page.ocr, page.has_text_layer) for page in document.pages]
 
 
@@ -243,11 +250,19 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
         ocr_seconds=ocr.seconds,
     )
     started = time.monotonic()
+    if not ocr.documents:
+        return result
+    extractor = load_extractor(model.local_dir, device=settings.device)
+    # The model sees each page at its input size: pages are kept at that size as they are read
+    # (the same pixels the model would get from the full page), not at full resolution.
+    height, width = extractor.processor.image_size
     ready = []
     for item in ocr.documents:
         try:
             # Rendered again from the bytes; every page's OCR comes from the cache OCR filled.
-            document = _read_claimed(store, reader, item.claim, settings.max_document_bytes)
+            document = _read_claimed(
+                store, reader, item.claim, settings.max_document_bytes, (height, width)
+            )
             ready.append((item, document))
         except DocumentFailed as failure:
             result.failures.append(Failure(item.claim.key, failure.reason, item.claim.id))
@@ -256,7 +271,6 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
     if not ready:
         return result
 
-    extractor = load_extractor(model.local_dir, device=settings.device)
     for batch in _batched(ready, settings.extract_batch_size):
         with concurrency(EXTRACT_LIMIT, occupy=1, strict=True):
             outcomes = extractor.extract_each([document for _, document in batch])

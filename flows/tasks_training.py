@@ -80,18 +80,19 @@ def check_content(data: bytes, sha256: str, bucket: str, key: str) -> None:
 
 
 def document_pages(source: PageSource, image_size: tuple[int, int] | None):
-    """[(image, OCRResult)] of one document, OCR'd now only for pages no cache holds."""
+    """[(image, OCRResult)] of one document, OCR'd now only for pages no cache holds; each page
+    shrunk to `image_size` as it is read (as `shrink_image` does), before the next is rendered."""
     from docformer.io import ReadLimits
     from docformer.reader import DocumentReader
-    from docformer.training.data import shrink_image
 
     settings, store = get_settings(), object_store()
     cache = BucketOCRCache(store, settings.artifact_bucket, supplied_first=True)
     reader = DocumentReader(cache, limits=ReadLimits(settings.max_document_bytes))
     data = store.read_bytes(source.bucket, source.key, settings.max_document_bytes)
     check_content(data, source.sha256, source.bucket, source.key)
-    document = reader.read(data, source.key)
-    return [(shrink_image(page.image, image_size), page.ocr) for page in document.pages]
+    keep = (int(image_size[0]), int(image_size[1])) if image_size is not None else None
+    document = reader.read(data, source.key, keep_image_size=keep)
+    return [(page.image, page.ocr) for page in document.pages]
 
 
 @task(name="load-labelled-examples", **TASK_OPTIONS)

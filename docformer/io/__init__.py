@@ -8,10 +8,11 @@ from docformer.io.errors import (
     ImageTooLarge,
     TooLarge,
     TooManyPages,
+    TooManyPixels,
     UnsupportedFormat,
 )
 from docformer.io.limits import ReadLimits
-from docformer.io.reading import read_document, sniff_media_type
+from docformer.io.reading import PageStream, open_document, read_document, sniff_media_type
 
 __all__ = [
     "DamagedDocument",
@@ -19,10 +20,13 @@ __all__ = [
     "EmptyDocument",
     "EncryptedDocument",
     "ImageTooLarge",
+    "PageStream",
     "ReadLimits",
     "TooLarge",
     "TooManyPages",
+    "TooManyPixels",
     "UnsupportedFormat",
+    "open_document",
     "read_document",
     "sniff_media_type",
 ]

@@ -45,6 +45,12 @@ class ImageTooLarge(DocumentError):
     code = "image_too_large"
 
 
+class TooManyPixels(DocumentError):
+    """The document's pages together are over the pixel budget of one document."""
+
+    code = "too_many_pixels"
+
+
 __all__ = [
     "DamagedDocument",
     "DocumentError",
@@ -53,5 +59,6 @@ __all__ = [
     "ImageTooLarge",
     "TooLarge",
     "TooManyPages",
+    "TooManyPixels",
     "UnsupportedFormat",
 ]

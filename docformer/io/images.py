@@ -1,17 +1,25 @@
 """Raster documents (TIFF, PNG, JPEG, BMP, WebP, GIF) → RGB page images.
 
 Every frame's declared size is checked against the pixel limit from the file header, before any
-pixel is decoded, so a few hundred bytes claiming 50000×50000 pixels cost nothing.
+pixel is decoded, so a few hundred bytes claiming 50000×50000 pixels cost nothing
+(`open_image`); the frames are then decoded one at a time (`iter_image_pages`).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from docformer.io.errors import DamagedDocument, EmptyDocument, ImageTooLarge, TooManyPages
+from docformer.io.errors import (
+    DamagedDocument,
+    DocumentError,
+    EmptyDocument,
+    ImageTooLarge,
+    TooManyPages,
+)
 from docformer.io.limits import ReadLimits
 
 # Only TIFF pages are document pages; the extra frames of an animated GIF or WebP are not.
@@ -20,6 +28,15 @@ MULTI_PAGE_FORMATS = {"TIFF"}
 
 def read_image_pages(data: bytes, source: str, limits: ReadLimits) -> list[Image.Image]:
     """All pages of a raster file as RGB images, upright according to their EXIF orientation."""
+    image, _ = open_image(data, source, limits)
+    return list(iter_image_pages(image, source, limits))
+
+
+def open_image(
+    data: bytes, source: str, limits: ReadLimits
+) -> tuple[Image.Image, list[tuple[int, int]]]:
+    """The opened file and each page's pixel size, checked against the page count and the
+    per-page pixel limit from the headers: no pixel is decoded."""
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
@@ -41,26 +58,55 @@ def read_image_pages(data: bytes, source: str, limits: ReadLimits) -> list[Image
     if frames < 1:
         raise EmptyDocument("the image file holds no pages; check the export.", source=source)
 
-    pages = []
+    sizes = []
     for index in range(frames):
         try:
-            image.seek(index)
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise _too_large(source, (index, width, height), limits)
-            if width == 0 or height == 0:
-                raise EmptyDocument(f"page {index + 1} has no pixels.", source=source)
-            image.load()
-            pages.append(to_rgb(ImageOps.exif_transpose(image)))
-        except Image.DecompressionBombError as error:
-            raise _too_large(source, (index, *image.size), limits) from error
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise DamagedDocument(
-                f"page {index + 1} cannot be decoded ({error}); the file is damaged or cut off. "
-                "Upload the complete file again.",
-                source=source,
-            ) from error
-    return pages
+            image.seek(index)  # a TIFF frame's size is in its directory, read without pixels
+        except FRAME_ERRORS as error:
+            raise _frame_error(source, index, image, limits, error) from error
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise _too_large(source, (index, width, height), limits)
+        if width == 0 or height == 0:
+            raise EmptyDocument(f"page {index + 1} has no pixels.", source=source)
+        sizes.append((width, height))
+    return image, sizes
+
+
+def iter_image_pages(image: Image.Image, source: str, limits: ReadLimits) -> Iterator[Image.Image]:
+    """The pages of an opened file (`open_image`), decoded one at a time as they are asked for,
+    as RGB and upright; nothing here keeps a page once it is given."""
+    frames = getattr(image, "n_frames", 1) if image.format in MULTI_PAGE_FORMATS else 1
+    try:
+        for index in range(frames):
+            yield _decode_frame(image, index, source, limits)
+    finally:
+        image.close()
+
+
+def _decode_frame(image: Image.Image, index: int, source: str, limits: ReadLimits) -> Image.Image:
+    try:
+        image.seek(index)
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+    except FRAME_ERRORS as error:
+        raise _frame_error(source, index, image, limits, error) from error
+
+
+FRAME_ERRORS = (Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def _frame_error(
+    source: str, index: int, image: Image.Image, limits: ReadLimits, error: Exception
+) -> DocumentError:
+    """Pillow's error while reading page `index`, as the document's error."""
+    if isinstance(error, Image.DecompressionBombError):
+        return _too_large(source, (index, *image.size), limits)
+    return DamagedDocument(
+        f"page {index + 1} cannot be decoded ({error}); the file is damaged or cut off. "
+        "Upload the complete file again.",
+        source=source,
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

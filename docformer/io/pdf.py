@@ -1,14 +1,21 @@
 """PDF → pages with pypdfium2: every page rendered to RGB; born-digital pages also keep the
-words of their text layer, so OCR is skipped for them."""
+words of their text layer, so OCR is skipped for them.
+
+`open_pdf` checks the page count and every page's pixel size from the page tree before any
+page is rendered; `iter_pdf_pages` then renders the pages one at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+from PIL import Image
 
 from docformer.document import OCRResult, Page, Word
 from docformer.io.errors import (
     DamagedDocument,
+    DocumentError,
     EmptyDocument,
     EncryptedDocument,
     ImageTooLarge,
@@ -25,6 +32,16 @@ _NEWLINES = {"\r", "\n", "\x02", "\x03"}
 
 
 def read_pdf_pages(data: bytes, source: str, limits: ReadLimits, dpi: int) -> list[Page]:
+    """Every page of the PDF, rendered, all at once (`open_pdf` and `iter_pdf_pages`)."""
+    pdf, _ = open_pdf(data, source, limits, dpi)
+    return list(iter_pdf_pages(pdf, source, dpi))
+
+
+def open_pdf(
+    data: bytes, source: str, limits: ReadLimits, dpi: int
+) -> tuple[pdfium.PdfDocument, list[tuple[int, int]]]:
+    """The opened PDF and the pixel size of each page at `dpi`, checked against the page count
+    and the per-page pixel limit from the page tree alone: no page is rendered or parsed."""
     # pdfium quietly repairs a file that was cut off and renders what is left, which would
     # silently lose pages; a complete PDF ends with %%EOF (allowing for trailing junk).
     if b"%%EOF" not in data[-2048:]:
@@ -36,76 +53,118 @@ def read_pdf_pages(data: bytes, source: str, limits: ReadLimits, dpi: int) -> li
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as error:
-        if error.err_code == pdfium_c.FPDF_ERR_PASSWORD:
-            raise EncryptedDocument(
-                "the PDF is protected by a password; upload a copy saved without a password.",
-                source=source,
-            ) from error
-        if error.err_code == pdfium_c.FPDF_ERR_SECURITY:
-            raise EncryptedDocument(
-                "the PDF uses an encryption scheme that cannot be opened; upload a copy "
-                "saved without encryption.",
-                source=source,
-            ) from error
-        if error.err_code == pdfium_c.FPDF_ERR_SUCCESS:
-            # pdfium "succeeds" in finding nothing to load: no page tree, or an empty one.
-            raise EmptyDocument(
-                "the PDF has no pages (its page tree is empty or missing); export it again.",
-                source=source,
-            ) from error
-        raise DamagedDocument(
-            f"the PDF cannot be opened ({error}); the file is damaged. Export it again.",
-            source=source,
-        ) from error
-
+        raise _open_error(error, source) from error
     try:
-        count = len(pdf)
-        if count == 0:
-            raise EmptyDocument("the PDF has no pages.", source=source)
-        if count > limits.max_pages:
-            raise TooManyPages(
-                f"{count} pages, more than the limit of {limits.max_pages}; split the PDF into "
-                "smaller documents or raise the page limit.",
+        return pdf, _page_sizes(pdf, source, limits, dpi)
+    except BaseException:
+        pdf.close()
+        raise
+
+
+def _open_error(error: pdfium.PdfiumError, source: str) -> DocumentError:
+    if error.err_code == pdfium_c.FPDF_ERR_PASSWORD:
+        return EncryptedDocument(
+            "the PDF is protected by a password; upload a copy saved without a password.",
+            source=source,
+        )
+    if error.err_code == pdfium_c.FPDF_ERR_SECURITY:
+        return EncryptedDocument(
+            "the PDF uses an encryption scheme that cannot be opened; upload a copy "
+            "saved without encryption.",
+            source=source,
+        )
+    if error.err_code == pdfium_c.FPDF_ERR_SUCCESS:
+        # pdfium "succeeds" in finding nothing to load: no page tree, or an empty one.
+        return EmptyDocument(
+            "the PDF has no pages (its page tree is empty or missing); export it again.",
+            source=source,
+        )
+    return DamagedDocument(
+        f"the PDF cannot be opened ({error}); the file is damaged. Export it again.",
+        source=source,
+    )
+
+
+def _page_sizes(
+    pdf: pdfium.PdfDocument, source: str, limits: ReadLimits, dpi: int
+) -> list[tuple[int, int]]:
+    count = len(pdf)
+    if count == 0:
+        raise EmptyDocument("the PDF has no pages.", source=source)
+    if count > limits.max_pages:
+        raise TooManyPages(
+            f"{count} pages, more than the limit of {limits.max_pages}; split the PDF into "
+            "smaller documents or raise the page limit.",
+            source=source,
+        )
+    scale = dpi / 72.0
+    sizes = []
+    for index in range(count):
+        try:
+            # The size from the page's dictionary (crop box and /Rotate), without loading the
+            # page's content: what `PdfPage.get_size` says once the page is loaded.
+            width_pt, height_pt = pdf.get_page_size(index)
+        except pdfium.PdfiumError as error:
+            raise DamagedDocument(
+                f"page {index + 1} cannot be loaded ({error}); the file is damaged. "
+                "Export it again.",
+                source=source,
+            ) from error
+        width, height = round(width_pt * scale), round(height_pt * scale)
+        if width * height > limits.max_pixels:
+            raise ImageTooLarge(
+                f"page {index + 1} is {width_pt:.0f}×{height_pt:.0f} pt, {width}×{height} "
+                f"pixels at {dpi} dpi, more than the limit of {limits.max_pixels:,}; read it "
+                "at a lower dpi or raise the limit.",
                 source=source,
             )
-        scale = dpi / 72.0
-        pages = []
-        for index in range(count):
-            try:
-                pdf_page = pdf[index]
-            except pdfium.PdfiumError as error:
-                raise DamagedDocument(
-                    f"page {index + 1} cannot be loaded ({error}); the file is damaged. "
-                    "Export it again.",
-                    source=source,
-                ) from error
-            width_pt, height_pt = pdf_page.get_size()
-            width, height = round(width_pt * scale), round(height_pt * scale)
-            if width * height > limits.max_pixels:
-                raise ImageTooLarge(
-                    f"page {index + 1} is {width_pt:.0f}×{height_pt:.0f} pt, {width}×{height} "
-                    f"pixels at {dpi} dpi, more than the limit of {limits.max_pixels:,}; read it "
-                    "at a lower dpi or raise the limit.",
-                    source=source,
-                )
-            if width == 0 or height == 0:
-                raise EmptyDocument(f"page {index + 1} has no area.", source=source)
-            try:
-                image = pdf_page.render(scale=scale).to_pil().convert("RGB")
-            except pdfium.PdfiumError as error:
-                raise DamagedDocument(
-                    f"page {index + 1} cannot be rendered ({error}); the file is damaged.",
-                    source=source,
-                ) from error
-            page = Page(index=index, width=image.width, height=image.height, image=image)
-            words = text_layer_words(pdf_page, scale)
-            if sum(len(w.text) for w in words) >= MIN_TEXT_LAYER_CHARS:
-                page.ocr = OCRResult(page.width, page.height, words, TEXT_LAYER_ENGINE)
-                page.has_text_layer = True
-            pages.append(page)
-        return pages
+        if width == 0 or height == 0:
+            raise EmptyDocument(f"page {index + 1} has no area.", source=source)
+        sizes.append((width, height))
+    return sizes
+
+
+def iter_pdf_pages(pdf: pdfium.PdfDocument, source: str, dpi: int) -> Iterator[Page]:
+    """The pages of an opened PDF (`open_pdf`), rendered one at a time as they are asked for;
+    the PDF is closed when the last one is given or the iteration is abandoned. Nothing here
+    keeps a page once it is given, so a reader that lets go of each page's full-resolution
+    image holds one at a time."""
+    try:
+        for index in range(len(pdf)):
+            yield _read_page(pdf, index, source, dpi / 72.0)
     finally:
         pdf.close()
+
+
+def render_page(pdf_page: pdfium.PdfPage, scale: float) -> Image.Image:
+    """One page rendered to RGB at `scale` pixels per point."""
+    return pdf_page.render(scale=scale).to_pil().convert("RGB")
+
+
+def _read_page(pdf: pdfium.PdfDocument, index: int, source: str, scale: float) -> Page:
+    try:
+        pdf_page = pdf[index]
+    except pdfium.PdfiumError as error:
+        raise DamagedDocument(
+            f"page {index + 1} cannot be loaded ({error}); the file is damaged. Export it again.",
+            source=source,
+        ) from error
+    try:
+        try:
+            image = render_page(pdf_page, scale)
+        except pdfium.PdfiumError as error:
+            raise DamagedDocument(
+                f"page {index + 1} cannot be rendered ({error}); the file is damaged.",
+                source=source,
+            ) from error
+        page = Page(index=index, width=image.width, height=image.height, image=image)
+        words = text_layer_words(pdf_page, scale)
+        if sum(len(w.text) for w in words) >= MIN_TEXT_LAYER_CHARS:
+            page.ocr = OCRResult(page.width, page.height, words, TEXT_LAYER_ENGINE)
+            page.has_text_layer = True
+        return page
+    finally:
+        pdf_page.close()
 
 
 def text_layer_words(page: pdfium.PdfPage, scale: float) -> list[Word]:
