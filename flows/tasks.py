@@ -23,18 +23,24 @@ Errors, sorted by what helps:
   chunk does not OCR again;
 - the document's own fault (`DocumentError`: not a document, damaged, too many pages; the object
   is gone or too large; OCR or the model fails on it): that document is marked failed with the
-  reason and the run goes on; it is not retried.
+  reason and the run goes on; it is not retried;
+- anything else while one document is read or OCR'd (a `ValueError` or `PdfiumError` from a
+  text layer, a `RecursionError`): that document alone goes back to the queue with the error's
+  type and message (`released_after`), and the rest of its chunk goes on. Each start of work
+  on a document counts an attempt (`db.attempts`), so one that fails every run is failed for
+  good after `DOCFLOW_MAX_ATTEMPTS`, with the last reason.
 
 One mapped task per chunk (`digitize_chunk`) runs its stages as nested task runs, each with
 its own retries, so a chunk is stored as soon as it is extracted, not after every chunk's OCR
 has been queued ahead of it.
 
 Claims hold for `claim_ttl_seconds`. While a chunk is worked on, a heartbeat thread
-(`ClaimHeartbeat`) renews its job's claims every quarter TTL, however long the chunk's OCR or
-extraction takes, so a live run keeps its documents and a killed one loses them: the next run's
-discovery marks a job whose claims all ran out `crashed` (`db.jobs.abandoned_jobs`) and takes
-its documents. Every write that finishes a document checks that the job still holds its claim
-(`store_chunk`): a document another run took meanwhile is left to that run, never stored twice.
+(`flows.claims.ClaimHeartbeat`) renews its job's claims every quarter TTL, however long the
+chunk's OCR or extraction takes, so a live run keeps its documents and a killed one loses them:
+the next run's discovery marks a job whose claims all ran out `crashed`
+(`db.jobs.abandoned_jobs`) and takes its documents. Every write that finishes a document checks
+that the job still holds its claim (`store_chunk`): a document another run took meanwhile is
+left to that run, never stored twice.
 
 Only `discover_and_claim`, `store_chunk` and the job tasks touch the database; OCR and extraction
 only read the bucket, so they can run wherever the CPUs or the GPU are.
@@ -44,15 +50,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.orm import Session, sessionmaker
 
 from db.extractions import ExtractionRecord
 from db.jobs import ClaimedDocument
@@ -61,11 +64,12 @@ from docformer.io import DocumentError, ReadLimits
 from docformer.reader import NO_IMAGE, DocumentReader
 from flows.archive import archive_stored
 from flows.chunks import ExtractedChunk, Failure, OCRChunk, OCRDocument, StoredChunk
+from flows.claims import ClaimHeartbeat, begin_attempts, run_logger
 from flows.clients import object_store, sessions
 from flows.ocr_cache import BucketOCRCache
 from flows.page_text import page_text
 from flows.registry import ModelRef
-from flows.retries import TASK_OPTIONS, is_resource_exhaustion
+from flows.retries import TASK_OPTIONS, is_resource_exhaustion, is_transient
 from flows.settings import Settings, get_settings
 from flows.storage import (
     InvalidName,
@@ -91,11 +95,35 @@ class DocumentFailed(Exception):
 
 
 class DocumentReleased(Exception):
-    """Not done, and not the document's fault: give it back to the queue for the next run."""
+    """Not done, and not the document's fault: give it back to the queue for the next run.
+    `attempt_spent`: whether the attempt counted when work on it began stays spent."""
+
+    attempt_spent = True
 
 
 class DocumentChanged(DocumentReleased):
-    """The object's bytes are no longer the claimed content: release it for the next run."""
+    """The object's bytes are no longer the claimed content: release it for the next run,
+    which reads the new bytes; this attempt was never at the document it claimed."""
+
+    attempt_spent = False
+
+
+def released(claim: ClaimedDocument, error: DocumentReleased) -> Failure:
+    """The release of a claimed document, with its reason."""
+    return Failure(claim.key, str(error), claim.id, attempt_spent=error.attempt_spent)
+
+
+def released_after(claim: ClaimedDocument, error: Exception) -> Failure:
+    """An error nobody foresaw while one document was read or OCR'd (a `ValueError` from a
+    PDF's text layer, a `RecursionError`): that document goes back to the queue with the
+    error's type and message, counted as an attempt, and the rest of its chunk goes on.
+    A transient error (storage or database down, the worker out of memory) is raised again:
+    the task is retried as before, and a chunk failing for good goes back to the queue."""
+    if is_transient(error):
+        raise error
+    run_logger().warning("%s: unexpected error; back to the queue", claim.key, exc_info=error)
+    reason = f"{type(error).__name__}: {error}"
+    return Failure(claim.key, reason[:1000], claim.id)
 
 
 def out_of_resources(stage: str, error: BaseException) -> DocumentReleased:
@@ -181,8 +209,11 @@ def ocr_chunk(claims: Sequence[ClaimedDocument]) -> OCRChunk:
         except DocumentFailed as failure:
             result.failures.append(Failure(claim.key, failure.reason, claim.id))
             continue
-        except DocumentReleased as released:
-            result.released.append(Failure(claim.key, str(released), claim.id))
+        except DocumentReleased as release:
+            result.released.append(released(claim, release))
+            continue
+        except Exception as error:  # this document's alone: the others go on
+            result.released.append(released_after(claim, error))
             continue
         result.documents.append(OCRDocument(claim, pages))
         result.pages_cached += len(pages)
@@ -266,8 +297,10 @@ def extract_chunk(ocr: OCRChunk, model: ModelRef, job_id: int) -> ExtractedChunk
             ready.append((item, document))
         except DocumentFailed as failure:
             result.failures.append(Failure(item.claim.key, failure.reason, item.claim.id))
-        except DocumentReleased as released:
-            result.released.append(Failure(item.claim.key, str(released), item.claim.id))
+        except DocumentReleased as release:
+            result.released.append(released(item.claim, release))
+        except Exception as error:  # this document's alone: the others go on
+            result.released.append(released_after(item.claim, error))
     if not ready:
         return result
 
@@ -351,7 +384,10 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
             else:
                 stored.lost.append(Failure(failure.key, LOST_CLAIM, failure.document_id))
         for release in extracted.released:
-            if release_claim(session, release.document_id, job_id, release.reason):
+            spent = release.attempt_spent
+            if release_claim(
+                session, release.document_id, job_id, release.reason, attempt_spent=spent
+            ):
                 stored.released += 1
             else:
                 stored.lost.append(Failure(release.key, LOST_CLAIM, release.document_id))
@@ -367,7 +403,7 @@ def store_chunk(extracted: ExtractedChunk, job_id: int, documents: int) -> Store
         # run stops renewing, its claims run out, and the next run takes the documents.
         renew_claims(session, job_id, get_settings().claim_ttl_seconds)
     if stored.lost:
-        _logger().warning(
+        run_logger().warning(
             "job %d: %d documents not stored, their claims were lost to another run: %s",
             job_id,
             len(stored.lost),
@@ -383,8 +419,9 @@ def digitize_chunk(claims: Sequence[ClaimedDocument], model: ModelRef, job_id: i
 
     Not retried itself: each stage retries its own transient errors, and a stage that fails
     for good fails the chunk, which the flow then gives back to the queue (`release_chunk`).
+    It starts by counting an attempt at each of its documents (`begin_attempts`).
     """
-    renew_job_claims(job_id)
+    begin_attempts(claims, job_id)
     with ClaimHeartbeat(job_id, get_settings().claim_ttl_seconds):
         ocr = ocr_chunk(claims)
         extracted = extract_chunk(ocr, model, job_id)
@@ -395,104 +432,3 @@ def digitize_chunk(claims: Sequence[ClaimedDocument], model: ModelRef, job_id: i
             extracted = dataclasses.replace(extracted, records=records)
         archive_stored(stored, claims, extracted, job_id)
     return stored
-
-
-class ClaimHeartbeat:
-    """Renews a job's claims from a background thread while a block of work runs: the job's
-    sign of life during a chunk's OCR, extraction, storing and archiving, however long they
-    take (before, claims were renewed only between stages, and a chunk longer than the TTL, or
-    a run whose chunks waited behind one OCR engine, lost them while still working).
-
-    Every quarter of `ttl_seconds` it calls `db.jobs.renew_claims`, which moves the claims
-    past half their time to a full TTL from now: a claim keeps at least a quarter of the TTL
-    while the block runs, and every claim of the job is renewed, those of chunks still waiting
-    for a thread too. A beat that fails (the database restarting) is logged and the next one
-    tries again. Leaving the block, by a return or an error, stops the thread and waits for it
-    (a beat is one short statement that waits for no lock); the claims then run out one TTL
-    later unless something renews them.
-    """
-
-    def __init__(
-        self,
-        job_id: int,
-        ttl_seconds: float,
-        session_factory: sessionmaker[Session] | None = None,
-    ) -> None:
-        self.job_id = job_id
-        self.ttl_seconds = ttl_seconds
-        self.interval = ttl_seconds / 4
-        self.renewed = 0  # claims renewed by the beats so far
-        self._sessions = session_factory or sessions()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._logger = _logger()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def __enter__(self) -> ClaimHeartbeat:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"claims-heartbeat-job-{self.job_id}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            # Normally at once; a beat stuck on the network ends on its own and beats no more.
-            self._thread.join(timeout=max(self.interval, 30.0))
-
-    def beat(self) -> int:
-        """Renew once; returns how many claims moved."""
-        from db.jobs import renew_claims
-        from db.session import session_scope
-
-        with session_scope(self._sessions) as session:
-            return renew_claims(session, self.job_id, self.ttl_seconds)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.renewed += self.beat()
-            except Exception as error:  # the claims still hold a while: try again next beat
-                self._logger.warning(
-                    "job %d: could not renew its claims (the next beat tries again): %s",
-                    self.job_id,
-                    error,
-                )
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The task run's logger, or this module's outside a run (a task's function called
-    directly)."""
-    from prefect.exceptions import MissingContextError
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
-@task(name="renew-claims", **TASK_OPTIONS)
-def renew_job_claims(job_id: int) -> int:
-    """The job's sign of life as a chunk starts: its claims hold for another TTL from now."""
-    from db.jobs import renew_claims
-    from db.session import session_scope
-
-    with session_scope(sessions()) as session:
-        return renew_claims(session, job_id, get_settings().claim_ttl_seconds)
-
-
-@task(name="release-chunk", **TASK_OPTIONS)
-def release_chunk(claims: Sequence[ClaimedDocument], job_id: int, reason: str) -> int:
-    """Give a chunk that failed for good (retries exhausted) back to the queue."""
-    from db.jobs import add_job_counts, release_claim
-    from db.session import session_scope
-
-    with session_scope(sessions()) as session:
-        released = sum(release_claim(session, c.id, job_id, reason) for c in claims)
-        add_job_counts(session, job_id, documents_seen=len(claims))
-    return released
