@@ -42,6 +42,7 @@ from helpers_flows import (
     wait_for,
 )
 from PIL import Image
+from test_document_budget import POSTER_PT, blank_pdf
 from test_flows import prepare_services
 from test_reading import corrupt_jpeg, encrypted_pdf, png_claiming, truncated_pdf
 
@@ -153,6 +154,8 @@ BAD_INPUTS = {
     ),
     "bad/bomb.png": (png_claiming(50_000, 50_000), "decompression bombs"),
     "bad/corrupt.jpg": (corrupt_jpeg(), "damaged or cut off"),
+    # 200 blank 20-inch pages: a few kilobytes, 3.2 billion pixels; refused from page sizes
+    "bad/posters.pdf": (blank_pdf(200, POSTER_PT), "more than the limit of 800,000,000 pixels"),
 }
 
 
