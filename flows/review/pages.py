@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from docformer.document import attach_ocr
-from docformer.io import ReadLimits, read_document
+from docformer.io import ReadLimits, open_document
 from docformer.reader import OCR_DPI
 from flows.ocr_cache import BucketOCRCache
 from flows.storage import ObjectStore
@@ -71,12 +71,14 @@ class PageCache:
             if image_path.exists():
                 return
             data = self.store.read_bytes(bucket, key, self.max_document_bytes)
-            document = read_document(
+            # One page rendered at a time, saved and let go before the next (a long scan
+            # would otherwise hold every page at full size).
+            document = open_document(
                 data, key, limits=ReadLimits(self.max_document_bytes), dpi=OCR_DPI
             )
             folder = self.root / sha256
             folder.mkdir(parents=True, exist_ok=True)
-            for page in document.pages:
+            for page in document:
                 engine = engines.get(page.index)
                 cached = self.ocr.get(sha256, page.index, engine) if engine else None
                 if cached is not None:
