@@ -41,9 +41,12 @@ review-screenshot: install test-tools
 		--basetemp="$$(mktemp -d)/pytest" \
 		tests/test_review_browser.py::test_a_reviewer_works_through_the_queue_with_the_keyboard
 
+# Two pytest-xdist workers, a test module to each at a time (its services and Prefect API
+# with it): most tests wait on servers, runs and subprocesses, so the two cores stay busy.
 test: install test-tools
 	$(BIN)/ruff check .
-	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q --durations=15 --basetemp="$$(mktemp -d)/pytest"
+	HF_HUB_OFFLINE=1 DO_NOT_TRACK=1 PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/pytest -q \
+		-n 2 --dist loadfile --durations=15 --basetemp="$$(mktemp -d)/pytest"
 
 # The shipped checkpoint, from nothing (docformer/MODEL_CARD.md): a synthetic corpus, its
 # tokenizer, pre-training, fine-tuning in three rounds (each from the last at a lower learning

@@ -10,6 +10,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,8 +61,12 @@ def _script_env(**extra: str) -> dict[str, str]:
 def pg_server(tmp_path_factory) -> Iterator[str]:
     """URL of the `postgres` maintenance database of a PostgreSQL 15 started for this run."""
     data_dir = tmp_path_factory.mktemp("postgres")
-    os.chmod(data_dir.parent, 0o755)  # the postgres user must reach its data dir when we are root
-    os.chmod(data_dir.parent.parent, 0o755)
+    # The postgres user must reach its data dir when we are root: open every folder above it
+    # up to the system's temporary folder (with pytest-xdist one more level than without).
+    for folder in data_dir.parents:
+        if folder == Path(tempfile.gettempdir()) or folder == Path(folder.anchor):
+            break
+        os.chmod(folder, 0o755)
     port = str(free_port_block(1))
     env = _script_env(PGDATA_DIR=str(data_dir), PGPORT=port, PGDATABASES="postgres")
     subprocess.run([str(LOCAL / "postgres.sh"), "start"], env=env, check=True, capture_output=True)
