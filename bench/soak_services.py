@@ -18,7 +18,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import ROOT
+from tests.helpers_services import free_port_block, script_env
 
 LOCAL = ROOT / "deploy" / "local"
 BIN = Path(sys.executable).parent
@@ -51,34 +51,6 @@ deployments:
     parameters: {}
     tags: [docflow, soak]
 """
-
-
-def free_port_block(size: int, start: int = 10000, end: int = 22000) -> int:
-    """A base port with base..base+size-1 and base+10000.. free on 127.0.0.1 (SeaweedFS puts
-    its gRPC ports 10000 above), below Linux's ephemeral range (as tests/conftest.py)."""
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(start, end - size)
-        ports = [base + i for i in range(size)] + [base + 10000 + i for i in range(size)]
-        if all(_port_free(port) for port in ports):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def script_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
-    env.update(extra)
-    return env
 
 
 def run_script(name: str, action: str, env: dict[str, str], check: bool = True) -> str:

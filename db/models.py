@@ -488,13 +488,6 @@ class ArchiveOutput(Base):
     __table_args__ = (UniqueConstraint("document_id", "kind", "ocr_engine"),)
 
 
-# The review tables share this metadata; imported last because they build on `Base`.
-from db.models_review import (  # noqa: E402, F401
-    ReviewDecision,
-    ReviewDecisionKind,
-    Reviewer,
-    ReviewLease,
-    ReviewQueueItem,
-    ReviewQueueState,
-    ReviewThreshold,
-)
+# The review tables share this metadata: importing the schema imports them too. A plain module
+# import, so that importing db.models_review first (which imports this module) also works.
+import db.models_review  # noqa: E402, F401

@@ -348,12 +348,6 @@ def item_by_token(session: Session, token: uuid.UUID | str) -> ReviewItem | None
     )
 
 
-def lease_holder(session: Session, token: uuid.UUID | str) -> int | None:
-    return session.execute(
-        text("SELECT reviewer_id FROM review_leases WHERE token = :t"), {"t": str(token)}
-    ).scalar_one_or_none()
-
-
 def release(session: Session, reviewer_id: int) -> int:
     """Give back every lease a reviewer holds (signing out). Returns how many."""
     return session.execute(
@@ -372,7 +366,6 @@ __all__ = [
     "default_threshold",
     "document_field_names",
     "item_by_token",
-    "lease_holder",
     "release",
     "reviewer_by_id",
     "reviewer_by_name",

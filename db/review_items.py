@@ -26,28 +26,24 @@ class JobReviewCounts:
         return sum(self.by_field.values())
 
 
+LEFT_BY_JOB = text(
+    f"""
+    SELECT c.document_id, c.name
+    FROM ({current_items("e.job_id = :job")}) AS c
+    WHERE COALESCE(c.confidence, 0) < c.threshold
+      AND NOT EXISTS (SELECT 1 FROM review_decisions AS rd WHERE rd.decision <> 'skip'
+                      AND rd.document_id = c.document_id AND rd.name = c.name)
+    """
+)
+
+
 def job_review_counts(session: Session, job_id: int) -> JobReviewCounts:
     """The items job `job_id` left in the review queue for confidence below the field's
     threshold, by the queue's rule (`current_items`: a document's latest extraction, a name's most
     confident row) restricted to the job's extractions, less items already decided. The audit
     sample of confident fields is drawn, not left over: not counted."""
     rows = session.execute(
-        text(
-            """
-            SELECT c.document_id, c.name FROM (
-                SELECT e.document_id, f.name, max(f.confidence) AS confidence
-                FROM extractions AS e JOIN fields AS f ON f.extraction_id = e.id
-                WHERE e.job_id = :job AND NOT EXISTS (
-                    SELECT 1 FROM extractions AS newer WHERE newer.document_id = e.document_id
-                      AND (newer.created_at, newer.id) > (e.created_at, e.id))
-                GROUP BY e.document_id, f.name
-            ) AS c LEFT JOIN review_thresholds AS t ON t.name = c.name
-            WHERE COALESCE(c.confidence, 0) < COALESCE(t.threshold, :default_threshold)
-              AND NOT EXISTS (SELECT 1 FROM review_decisions AS rd WHERE rd.decision <> 'skip'
-                              AND rd.document_id = c.document_id AND rd.name = c.name)
-            """
-        ),
-        {"job": job_id, "default_threshold": default_threshold(session)},
+        LEFT_BY_JOB, {"job": job_id, "default_threshold": default_threshold(session)}
     ).all()
     by_field: dict[str, int] = {}
     for row in rows:

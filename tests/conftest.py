@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers_services import free_port_block, script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "deploy" / "local"
@@ -25,36 +24,6 @@ LOCAL = ROOT / "deploy" / "local"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-
-def free_port_block(size: int, start: int = 10000, end: int = 22000) -> int:
-    """A base port such that base..base+size-1 and base+10000.. are all free on 127.0.0.1.
-
-    Both blocks stay below Linux's ephemeral range (32768-60999): a port there can be taken at
-    any moment by an outgoing connection, between this check and the server's bind."""
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(start, end - size)
-        ports = [base + i for i in range(size)] + [base + 10000 + i for i in range(size)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free block of ports on 127.0.0.1")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _script_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +37,7 @@ def pg_server(tmp_path_factory) -> Iterator[str]:
             break
         os.chmod(folder, 0o755)
     port = str(free_port_block(1))
-    env = _script_env(PGDATA_DIR=str(data_dir), PGPORT=port, PGDATABASES="postgres")
+    env = script_env(PGDATA_DIR=str(data_dir), PGPORT=port, PGDATABASES="postgres")
     subprocess.run([str(LOCAL / "postgres.sh"), "start"], env=env, check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
@@ -136,7 +105,7 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     data_dir = tmp_path_factory.mktemp("seaweedfs")
     base = free_port_block(4)
     access, secret = "docflow-test", secrets.token_hex(16)
-    env = _script_env(
+    env = script_env(
         S3_DIR=str(data_dir),
         S3_BASE_PORT=str(base),
         AWS_ACCESS_KEY_ID=access,

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from conftest import LOCAL, ROOT, _script_env, free_port_block
+from conftest import LOCAL, ROOT
+from helpers_services import free_port_block, script_env
 from PIL import Image, ImageDraw
+from sqlalchemy.orm import Session
 
 from docformer.document import OCRResult, Word
 from flows.settings import Settings
@@ -133,6 +135,17 @@ def query(url: str, sql: str, **params) -> list[sa.Row]:
             return list(conn.execute(sa.text(sql), params))
     finally:
         engine.dispose()
+
+
+def expire_claims(session: Session, document_ids: list[int]) -> None:
+    """Their claims ran out (as after a TTL with no sign of life from the job holding them)."""
+    session.execute(
+        sa.text(
+            "UPDATE documents SET claim_expires_at = now() - interval '1 second' "
+            "WHERE id = ANY(:ids)"
+        ),
+        {"ids": document_ids},
+    )
 
 
 def document_states(url: str) -> dict[str, sa.Row]:
@@ -281,7 +294,7 @@ class SparePostgres:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/docflow"
 
     def _script(self, action: str) -> None:
-        env = _script_env(
+        env = script_env(
             PGDATA_DIR=str(self.data_dir), PGPORT=str(self.port), PGDATABASES="docflow"
         )
         subprocess.run(
@@ -324,7 +337,7 @@ class SpareS3:
         return f"127.0.0.1:{self.base_port + 3}"
 
     def _script(self, action: str) -> None:
-        env = _script_env(
+        env = script_env(
             S3_DIR=str(self.data_dir),
             S3_BASE_PORT=str(self.base_port),
             AWS_ACCESS_KEY_ID=self.access_key,

@@ -115,22 +115,44 @@ def seed_scene(settings, session: Session, count: int = 1, key_prefix: str = "sc
         contents.append(buffer.getvalue())
         keys.append(f"{key_prefix}{i:03d}.png")
     fields = [
-        {"name": "company", "value": "ACME SDN BHD", "confidence": 0.999, "page": 0,
-         "box": [40, 30, 280, 60]},
-        {"name": "total", "value": "9.00", "value_num": "9.00", "confidence": 0.41, "page": 0,
-         "box": [300, 300, 380, 330]},
+        {
+            "name": "company",
+            "value": "ACME SDN BHD",
+            "confidence": 0.999,
+            "page": 0,
+            "box": [40, 30, 280, 60],
+        },
+        {
+            "name": "total",
+            "value": "9.00",
+            "value_num": "9.00",
+            "confidence": 0.41,
+            "page": 0,
+            "box": [300, 300, 380, 330],
+        },
     ]
-    page = {"page_index": 0, "width": 420, "height": 380, "ocr_engine": OCR_ENGINE,
-            "word_count": len(PAGE_WORDS)}
+    page = {
+        "page_index": 0,
+        "width": 420,
+        "height": 380,
+        "ocr_engine": OCR_ENGINE,
+        "word_count": len(PAGE_WORDS),
+    }
     seeded = []
     for data, key in zip(contents, keys, strict=True):
         store.put_bytes(settings.inbox_bucket, key, data)
         (document,) = seed_documents(
-            session, model, [fields], bucket=settings.inbox_bucket, keys=[key], contents=[data],
+            session,
+            model,
+            [fields],
+            bucket=settings.inbox_bucket,
+            keys=[key],
+            contents=[data],
             pages=[page],
         )
         ocr = OCRResult(
-            420, 380,
+            420,
+            380,
             [Word(text, box, 0.99, line_id=n) for n, (text, box) in enumerate(PAGE_WORDS)],
             engine=OCR_ENGINE,
         )

@@ -20,7 +20,13 @@ import hashlib
 
 import pytest
 import sqlalchemy as sa
-from helpers_flows import build_random_model, document_states, put_numbered_pages, query
+from helpers_flows import (
+    build_random_model,
+    document_states,
+    expire_claims,
+    put_numbered_pages,
+    query,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from test_flows import prepare_services
 
@@ -54,17 +60,6 @@ def add_documents(session: Session, count: int) -> list[int]:
 def attempts(session: Session) -> dict[int, int]:
     rows = session.execute(sa.text("SELECT id, attempts FROM documents ORDER BY id"))
     return dict(rows.all())
-
-
-def expire_claims(session: Session, document_ids: list[int]) -> None:
-    """Their claims ran out (as after a TTL with no sign of life from the job holding them)."""
-    session.execute(
-        sa.text(
-            "UPDATE documents SET claim_expires_at = now() - interval '1 second' "
-            "WHERE id = ANY(:ids)"
-        ),
-        {"ids": document_ids},
-    )
 
 
 # --- the counter and its migration -------------------------------------------------------------

@@ -17,7 +17,8 @@ import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import LOCAL, ROOT, free_port_block
+from conftest import LOCAL, ROOT
+from helpers_services import free_port_block
 
 from flows.cli import build_parser
 from flows.settings import Settings

@@ -87,7 +87,9 @@ class FullPages:
         self.refs.append(weakref.ref(image))
 
     def alive(self) -> int:
-        gc.collect(0)  # the youngest generation: a full collection costs seconds in a big test process
+        gc.collect(
+            0
+        )  # the youngest generation: a full collection costs seconds in a big test process
         return sum(ref() is not None for ref in self.refs)
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import test_flows
-from conftest import LOCAL, ROOT, free_port_block
+from conftest import LOCAL, ROOT
+from helpers_services import free_port_block
 from test_flows import prepare_services, register_active, seed_ocr_cache
 
 receipts = test_flows.receipts

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 import sqlalchemy as sa
-from conftest import free_port_block
+from helpers_services import free_port_block
 from test_services import docflow, started_pids
 
 from embedded.postgres import PG_SYSTEM_USER

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 import sqlalchemy as sa
-from conftest import free_port_block
+from helpers_services import free_port_block
 
 from embedded.processes import LOOPBACK, port_is_free
 from embedded.seaweedfs import SEAWEEDFS_PORT_FLAGS, seaweedfs_ports

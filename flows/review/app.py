@@ -20,10 +20,10 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.middleware.sessions import SessionMiddleware
 
+from db.review import release, reviewer_by_id, reviewer_by_name
 from docformer.grounding import union_box
 from docformer.normalization import normalize_field
 from flows.review.auth import check_csrf, csrf_token, session_secret, verify_password
@@ -128,9 +128,8 @@ def require_reviewer(request: Request, _csrf: Annotated[None, Depends(check_csrf
     if reviewer_id is None:
         raise SignInRequired()
     with review_context(request).sessions() as session:
-        enabled = session.execute(
-            text("SELECT NOT disabled FROM reviewers WHERE id = :r"), {"r": reviewer_id}
-        ).scalar_one_or_none()
+        reviewer = reviewer_by_id(session, reviewer_id)
+        enabled = reviewer is not None and not reviewer.disabled
     if not enabled:
         request.session.clear()
         raise SignInRequired()
@@ -162,10 +161,7 @@ def public_router() -> APIRouter:
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         target = safe_next(str(form.get("next", "")))
         with review_context(request).sessions() as session:
-            row = session.execute(
-                text("SELECT id, password_hash, disabled FROM reviewers WHERE name = :n"),
-                {"n": name},
-            ).one_or_none()
+            row = reviewer_by_name(session, name)
         if not verify_password(row.password_hash if row else None, password) or row.disabled:
             return render(
                 request,
@@ -182,8 +178,6 @@ def public_router() -> APIRouter:
     def logout(request: Request) -> Response:
         reviewer_id = request.session.get("reviewer_id")
         if reviewer_id is not None:
-            from db.review import release
-
             with review_context(request).sessions() as session:
                 release(session, reviewer_id)
                 session.commit()

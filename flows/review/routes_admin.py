@@ -48,7 +48,9 @@ def dashboard(request: Request, session: Database) -> HTMLResponse:
 
 @router.get("/thresholds", response_class=HTMLResponse)
 def thresholds_page(request: Request, session: Database) -> HTMLResponse:
-    names = [row.name for row in review_backlog(session, audit_rate=0.0)]
+    # The audit rate the queue is kept at: another rate would make the queue rebuild itself.
+    settings = review_context(request).settings
+    names = [row.name for row in review_backlog(session, audit_rate=settings.review_audit_rate)]
     return render(
         request,
         "thresholds.html",

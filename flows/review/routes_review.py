@@ -63,7 +63,10 @@ def prepare_pages(request: Request, session: Session, item: ReviewItem) -> str |
 
     try:
         review_context(request).pages.ensure(
-            item.source_bucket, item.source_key, item.sha256, page_engines(session, item.document_id)
+            item.source_bucket,
+            item.source_key,
+            item.sha256,
+            page_engines(session, item.document_id),
         )
     except (DocumentError, StorageError) as error:
         return f"The document cannot be shown: {error}"
@@ -96,9 +99,7 @@ def queue_page(
     queue = queue_filter(field, job, model)
     settings = review_context(request).settings
     backlog = review_backlog(session, audit_rate=settings.review_audit_rate)
-    return render(
-        request, "queue.html", backlog=backlog, queue=queue, query=filter_query(queue)
-    )
+    return render(request, "queue.html", backlog=backlog, queue=queue, query=filter_query(queue))
 
 
 @router.get("/review", response_class=HTMLResponse)
