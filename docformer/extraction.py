@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from docformer.answer_thresholds import thresholds_from_config
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.document import Document, OCRResult
 from docformer.extraction_batching import PageInput, Window, length_batches, merge_answers
@@ -138,6 +139,7 @@ class Extractor:
         self.value_styles: dict[str, ValueStyle] = styles_from_config(
             model.config.value_styles or {}
         )
+        self.answer_thresholds = thresholds_from_config(model.config.answer_thresholds)
         self.prompt = build_prompt(self.fields)
         self.max_batch_tokens = int(max_batch_tokens)
         # Room for every field's name and a value as long as an address, plus the separators.
@@ -276,6 +278,7 @@ class Extractor:
                 for name in self.fields
                 if name in unit_best
             }
+            self._drop_unsure(unit_fields)
             self._settle_currency(unit_fields)
             results.append(unit_fields)
         return results, windows
@@ -338,6 +341,7 @@ class Extractor:
                 if current is None or best.confidence > current.confidence:
                     results[unit][name] = self._tagged_field(best, page_index, ocr)
         for unit_fields in results:
+            self._drop_unsure(unit_fields)
             self._settle_currency(unit_fields)
         return [
             {name: unit_fields[name] for name in self.fields if name in unit_fields}
@@ -436,6 +440,12 @@ class Extractor:
             box=grounding.box if grounding else None,
             word_indices=grounding.word_indices if grounding else [],
         )
+
+    def _drop_unsure(self, fields: dict[str, ExtractedField]) -> None:
+        """Leave out the answers below their field's learned threshold (`answer_thresholds`)."""
+        for name, threshold in self.answer_thresholds.items():
+            if name in fields and fields[name].confidence < threshold:
+                del fields[name]
 
     @staticmethod
     def _settle_currency(fields: dict[str, ExtractedField]) -> None:

@@ -204,7 +204,7 @@ def evaluate_model(
     Returns {"fields": {name: scores}, "overall": scores, "reliability": [...], "documents": n},
     scores being precision/recall/f1/anls/support/... A model object needs its `processor`.
     `fields` default to the labels' fields (a tagger reads those of its schema)."""
-    from docformer.extraction import Extractor, load_model
+    from docformer.extraction import load_model
 
     if isinstance(model_dir_or_model, str | Path):
         model = load_model(model_dir_or_model)
@@ -215,6 +215,22 @@ def evaluate_model(
         if processor is None:
             raise ValueError("evaluate_model needs the processor when given a model object")
     fields = list(fields or default_fields(examples))
+    results = extract_examples(model, processor, examples, fields, max_new_tokens=max_new_tokens)
+    return score_extractions(results, examples, fields)
+
+
+def extract_examples(
+    model: Any,
+    processor: DocFormerV2Processor,
+    examples: Sequence[TrainingExample],
+    fields: Sequence[str],
+    *,
+    max_new_tokens: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per example, {field: ExtractedField} as the shipping `Extractor` reads it with `model`
+    (left in the training mode it was in)."""
+    from docformer.extraction import Extractor
+
     was_training = model.training
     extractor = Extractor(
         model, processor, name="validation", fields=fields, max_new_tokens=max_new_tokens
@@ -222,7 +238,7 @@ def evaluate_model(
     units = [[(i, image, ocr) for i, (image, ocr) in enumerate(ex.pages)] for ex in examples]
     results = extractor.extract_units(units)
     model.train(was_training)
-    return score_extractions(results, examples, fields)
+    return results
 
 
 # --- the objective -----------------------------------------------------------------------------

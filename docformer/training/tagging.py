@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from docformer.alignment import align_examples
+from docformer.answer_thresholds import learn_answer_thresholds
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
     DocFormerV2ForTokenClassification,
@@ -223,6 +224,8 @@ def finetune_tagging(
         {name: [ex.fields[name] for ex in train_examples if ex.fields.get(name)] for name in fields}
     )
     model.config.value_styles = styles_to_config(styles) or None
+    # A base tagger's thresholds belong to its own validation; this run learns its own at the end.
+    model.config.answer_thresholds = None
     model.to(torch_device).train()
 
     rows, alignment = build_tagging_rows(processor, train_examples, fields)
@@ -337,16 +340,24 @@ def finetune_tagging(
                 break
 
     model.load_state_dict(state["best_state"])
+    best_scores, scores_without_thresholds = state["best_scores"], None
+    if has_validation:
+        thresholds, best_scores = learn_thresholds(model, processor, val_examples, fields)
+        model.config.answer_thresholds = thresholds or None
+        scores_without_thresholds = state["best_scores"]["overall"]
+        log({"message": f"answer thresholds learned on validation: {thresholds}; F1 "
+             f"{scores_without_thresholds['f1']:.3f} -> {best_scores['overall']['f1']:.3f}"})  # fmt: skip
     publish_model(model, processor, out_dir)
     wall_seconds = elapsed()
-    best_scores = state["best_scores"]
     metrics = {
         "head": "tagging",
         "fields": fields,
         "evaluated_on": "validation" if has_validation else "train",
         "validation": {**best_scores["fields"], "overall": best_scores["overall"]},
         "reliability": best_scores["reliability"],
-        "best_f1": state["best_f1"],
+        "best_f1": best_scores["overall"]["f1"],
+        "answer_thresholds": model.config.answer_thresholds or {},
+        "validation_without_thresholds": scores_without_thresholds,
         "best_step": state["best_step"],
         "steps": step,
         "stopped_early": stopped_early,
@@ -378,8 +389,33 @@ def finetune_tagging(
     dump_json(out_dir / METRICS_FILE, metrics)
     state_path.unlink(missing_ok=True)  # finished: nothing to resume
     return FinetuneResult(
-        out_dir, metrics, state["best_f1"], state["loss_curve"], step, wall_seconds
+        out_dir, metrics, best_scores["overall"]["f1"], state["loss_curve"], step, wall_seconds
     )
+
+
+def learn_thresholds(
+    model: DocFormerV2ForTokenClassification,
+    processor: DocFormerV2Processor,
+    examples: Sequence[TrainingExample],
+    fields: Sequence[str],
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The answer thresholds that maximise each field's F1 on `examples`
+    (`docformer.answer_thresholds`), and the scores of the model's answers with them applied."""
+    from docformer.training.finetune import extract_examples
+    from docformer.training.finetune_report import score_extractions
+
+    model.config.answer_thresholds = None
+    results = extract_examples(model, processor, examples, fields)
+    thresholds = learn_answer_thresholds(
+        [{name: (f.value, f.confidence) for name, f in found.items()} for found in results],
+        [example.fields for example in examples],
+        fields,
+    )
+    kept = [
+        {name: f for name, f in found.items() if f.confidence >= thresholds.get(name, 0.0)}
+        for found in results
+    ]
+    return thresholds, score_extractions(kept, examples, fields)
 
 
 def _save_state(path: Path, model, optimizer, scheduler, state: dict[str, Any], elapsed: float):
@@ -404,5 +440,6 @@ __all__ = [
     "build_tagging_rows",
     "collate_tagging_rows",
     "finetune_tagging",
+    "learn_thresholds",
     "tagging_model",
 ]

@@ -136,6 +136,7 @@ class DocFormerV2Config(T5Config):
     decoder_start_token_id: int | None = 0
     tagging_fields: list[str] | None = None
     value_styles: dict | None = None
+    answer_thresholds: dict | None = None
 
     def __post_init__(self, **kwargs):
         self.image_size = [int(v) for v in self.image_size]
