@@ -31,7 +31,6 @@ import random
 import re
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import ROOT, BenchResult, add_common_arguments
+from tests.helpers_services import port_free
 
 SQL_DOC = ROOT / "docs" / "SQL.md"
 # Used when docs/SQL.md is not there: representative queries over the two views.
@@ -60,15 +60,6 @@ FILL_CHUNK = 2000  # documents per transaction while filling (the same path, big
 
 
 # --- services ---------------------------------------------------------------------------------
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port_block(size: int, start: int = 20000, end: int = 40000) -> int:

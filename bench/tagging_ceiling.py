@@ -31,7 +31,7 @@ def ceiling(examples, fields, styles=None):
 
     from docformer.alignment import align_examples
     from docformer.metrics import score_fields
-    from docformer.tagging import decode_spans, span_text, span_value, tag_ids, word_tags
+    from docformer.tagging import decode_spans, span_text, span_value, word_tags
     from docformer.value_style import learn_value_styles
 
     aligned, report = align_examples(
@@ -46,7 +46,6 @@ def ceiling(examples, fields, styles=None):
             {n: [ex.fields[n] for ex in examples if ex.fields.get(n)] for n in fields}
         )
     n_tags = 1 + 2 * len(fields)
-    ids = tag_ids(fields)
     shared_words = collections.Counter()
     predictions, lost = [], collections.defaultdict(list)
     for example, alignments in zip(examples, aligned, strict=True):
@@ -74,7 +73,6 @@ def ceiling(examples, fields, styles=None):
             if gold and got != gold:
                 how = alignments[name].method if name in alignments else "not aligned"
                 lost[name].append((example.name, gold, got, how))
-    del ids
     scores = score_fields(predictions, [ex.fields for ex in examples], list(fields))
     return scores, lost, shared_words, report.to_dict()
 

@@ -19,6 +19,7 @@ threshold, which drops the fewest answers. The thresholds are saved in the model
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from docformer.metrics import normalize_value
 
@@ -74,9 +75,17 @@ def learn_answer_thresholds(
     return thresholds
 
 
+def drop_unsure(fields: dict[str, Any], thresholds: Mapping[str, float]) -> None:
+    """Remove from `fields` (name -> anything with a `.confidence`) the answers below their
+    field's threshold."""
+    for name, threshold in thresholds.items():
+        if name in fields and fields[name].confidence < threshold:
+            del fields[name]
+
+
 def thresholds_from_config(config_value: Mapping[str, object] | None) -> dict[str, float]:
     """`config.answer_thresholds` as {field: threshold} (None or empty: no thresholds)."""
     return {str(name): float(value) for name, value in (config_value or {}).items()}
 
 
-__all__ = ["MIN_ANSWERS", "learn_answer_thresholds", "thresholds_from_config"]
+__all__ = ["MIN_ANSWERS", "drop_unsure", "learn_answer_thresholds", "thresholds_from_config"]

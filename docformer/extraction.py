@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from docformer.answer_thresholds import thresholds_from_config
+from docformer.answer_thresholds import drop_unsure, thresholds_from_config
 from docformer.checkpoints import DEFAULT_MODEL_NAME, check_model_dir, default_model_dir
 from docformer.document import Document, OCRResult
 from docformer.extraction_batching import PageInput, Window, length_batches, merge_answers
@@ -443,9 +443,7 @@ class Extractor:
 
     def _drop_unsure(self, fields: dict[str, ExtractedField]) -> None:
         """Leave out the answers below their field's learned threshold (`answer_thresholds`)."""
-        for name, threshold in self.answer_thresholds.items():
-            if name in fields and fields[name].confidence < threshold:
-                del fields[name]
+        drop_unsure(fields, self.answer_thresholds)
 
     @staticmethod
     def _settle_currency(fields: dict[str, ExtractedField]) -> None:

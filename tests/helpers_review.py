@@ -86,6 +86,35 @@ PAGE_WORDS = [
 ]
 
 
+def seed_page_with_ocr(session: Session, model: int, settings, key: str, data: bytes, fields, ocr):
+    """A one-page document: its bytes in the inbox bucket at `key`, registered with an
+    extraction of `fields` by `model`, and its page's `ocr` in the artifact bucket's OCR cache
+    (as digitize leaves it). Returns the seeded document."""
+    from flows.clients import object_store
+    from flows.ocr_cache import BucketOCRCache
+
+    store = object_store(settings)
+    page = {
+        "page_index": 0,
+        "width": ocr.width,
+        "height": ocr.height,
+        "ocr_engine": ocr.engine,
+        "word_count": len(ocr.words),
+    }
+    store.put_bytes(settings.inbox_bucket, key, data)
+    (document,) = seed_documents(
+        session,
+        model,
+        [fields],
+        bucket=settings.inbox_bucket,
+        keys=[key],
+        contents=[data],
+        pages=[page],
+    )
+    BucketOCRCache(store, settings.artifact_bucket).put(document.sha256, 0, ocr.engine, ocr)
+    return document
+
+
 def seed_scene(settings, session: Session, count: int = 1, key_prefix: str = "scans/") -> list:
     """`count` PNG receipts in the inbox bucket, with their OCR in the artifact bucket's OCR
     cache and an extraction each: company (sure), total (unsure, 9.00 where the page says
@@ -96,7 +125,6 @@ def seed_scene(settings, session: Session, count: int = 1, key_prefix: str = "sc
 
     from docformer.document import OCRResult, Word
     from flows.clients import object_store
-    from flows.ocr_cache import BucketOCRCache
 
     store = object_store(settings)
     for bucket in (settings.inbox_bucket, settings.artifact_bucket):
@@ -131,31 +159,13 @@ def seed_scene(settings, session: Session, count: int = 1, key_prefix: str = "sc
             "box": [300, 300, 380, 330],
         },
     ]
-    page = {
-        "page_index": 0,
-        "width": 420,
-        "height": 380,
-        "ocr_engine": OCR_ENGINE,
-        "word_count": len(PAGE_WORDS),
-    }
     seeded = []
     for data, key in zip(contents, keys, strict=True):
-        store.put_bytes(settings.inbox_bucket, key, data)
-        (document,) = seed_documents(
-            session,
-            model,
-            [fields],
-            bucket=settings.inbox_bucket,
-            keys=[key],
-            contents=[data],
-            pages=[page],
-        )
         ocr = OCRResult(
             420,
             380,
             [Word(text, box, 0.99, line_id=n) for n, (text, box) in enumerate(PAGE_WORDS)],
             engine=OCR_ENGINE,
         )
-        BucketOCRCache(store, settings.artifact_bucket).put(document.sha256, 0, OCR_ENGINE, ocr)
-        seeded.append(document)
+        seeded.append(seed_page_with_ocr(session, model, settings, key, data, fields, ocr))
     return seeded

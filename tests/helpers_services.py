@@ -18,12 +18,12 @@ def free_port_block(size: int, start: int = 10000, end: int = 22000) -> int:
     for _ in range(200):
         base = rng.randrange(start, end - size)
         ports = [base + i for i in range(size)] + [base + 10000 + i for i in range(size)]
-        if all(_port_free(p) for p in ports):
+        if all(port_free(p) for p in ports):
             return base
     raise RuntimeError("no free block of ports on 127.0.0.1")
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))

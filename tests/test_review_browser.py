@@ -35,10 +35,9 @@ from docformer.grounding import ground_answer
 from docformer.io import sniff_media_type
 from docformer.synth.generator import render_document
 from flows.clients import object_store, sessions
-from flows.ocr_cache import BucketOCRCache
 from flows.review.app import create_app
 from flows.review.auth import hash_password
-from tests.helpers_review import seed_documents, seed_model
+from tests.helpers_review import seed_model, seed_page_with_ocr
 
 PASSWORD = "correct horse battery"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -78,24 +77,7 @@ def seed_receipts(settings, session, count: int) -> list[dict]:
                 "box": list(total.box),
             },
         ]
-        page = {
-            "page_index": 0,
-            "width": ocr.width,
-            "height": ocr.height,
-            "ocr_engine": ocr.engine,
-            "word_count": len(ocr.words),
-        }
-        store.put_bytes(settings.inbox_bucket, key, data)
-        (document,) = seed_documents(
-            session,
-            model,
-            [fields],
-            bucket=settings.inbox_bucket,
-            keys=[key],
-            contents=[data],
-            pages=[page],
-        )
-        BucketOCRCache(store, settings.artifact_bucket).put(document.sha256, 0, ocr.engine, ocr)
+        document = seed_page_with_ocr(session, model, settings, key, data, fields, ocr)
         seeded.append({"document": document, "fields": receipt.fields, "total_words": total})
     return seeded
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from docformer.alignment import align_examples
-from docformer.answer_thresholds import learn_answer_thresholds
+from docformer.answer_thresholds import drop_unsure, learn_answer_thresholds
 from docformer.models.docformerv2 import (
     DocFormerV2Config,
     DocFormerV2ForTokenClassification,
@@ -411,11 +411,9 @@ def learn_thresholds(
         [example.fields for example in examples],
         fields,
     )
-    kept = [
-        {name: f for name, f in found.items() if f.confidence >= thresholds.get(name, 0.0)}
-        for found in results
-    ]
-    return thresholds, score_extractions(kept, examples, fields)
+    for found in results:
+        drop_unsure(found, thresholds)
+    return thresholds, score_extractions(results, examples, fields)
 
 
 def _save_state(path: Path, model, optimizer, scheduler, state: dict[str, Any], elapsed: float):
